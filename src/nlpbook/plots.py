@@ -1,0 +1,109 @@
+"""Figures the chapters share. Every function draws on an `Axes` (new or given) and returns it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float] = (6, 3.5)) -> Axes:
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def smooth(values: Sequence[float], *, window: int) -> np.ndarray:
+    """Moving average over `window` points (shorter at the start), same length as input.
+
+    >>> smooth([1, 3, 5, 7], window=2)
+    array([1., 2., 4., 6.])
+    """
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    x = np.asarray(values, dtype=float)
+    csum = np.cumsum(np.insert(x, 0, 0.0))
+    idx = np.arange(1, len(x) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (csum[idx] - csum[lo]) / (idx - lo)
+
+
+def loss_curve(
+    loss: Sequence[float],
+    *,
+    eval_steps: Sequence[int] = (),
+    eval: Sequence[float] = (),
+    eval_label: str = "validation",
+    window: int = 20,
+    log: bool = False,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Training loss per step (raw, faint, and smoothed) with optional evaluation points."""
+    if len(eval_steps) != len(eval):
+        raise ValueError(f"{len(eval_steps)} eval_steps but {len(eval)} eval values")
+    ax = _axes(ax)
+    steps = np.arange(1, len(loss) + 1)
+    ax.plot(steps, loss, color="C0", alpha=0.25, linewidth=0.8)
+    ax.plot(steps, smooth(loss, window=window), color="C0", label="training")
+    if len(eval):
+        ax.plot(eval_steps, eval, "o-", color="C1", label=eval_label)
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def bar_table(
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    xlabel: str,
+    title: str | None = None,
+    fmt: str = "{:.2f}",
+    ax: Axes | None = None,
+) -> Axes:
+    """Horizontal bars, one per label, annotated with their value."""
+    if len(labels) != len(values):
+        raise ValueError(f"{len(labels)} labels but {len(values)} values")
+    ax = _axes(ax, figsize=(6, 0.35 * len(labels) + 1))
+    y = np.arange(len(labels))
+    ax.barh(y, values, color="C0")
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    for yi, v in zip(y, values):
+        ax.annotate(fmt.format(v), (v, yi), xytext=(3, 0), textcoords="offset points", va="center")
+    ax.set(xlabel=xlabel, title=title)
+    ax.margins(x=0.15)
+    return ax
+
+
+def heatmap(
+    matrix: np.ndarray,
+    *,
+    xticklabels: Sequence[str],
+    yticklabels: Sequence[str],
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str | None = None,
+    cmap: str = "viridis",
+    ax: Axes | None = None,
+) -> Axes:
+    """A labelled matrix (attention weights, confusion matrices) with a colour bar."""
+    matrix = np.asarray(matrix)
+    if matrix.shape != (len(yticklabels), len(xticklabels)):
+        raise ValueError(
+            f"matrix shape {matrix.shape} does not match the labels "
+            f"({len(yticklabels)} rows, {len(xticklabels)} columns)"
+        )
+    ax = _axes(ax, figsize=(0.4 * len(xticklabels) + 2, 0.4 * len(yticklabels) + 1.5))
+    image = ax.imshow(matrix, cmap=cmap, aspect="auto")
+    ax.set_xticks(range(len(xticklabels)), xticklabels, rotation=60, ha="right")
+    ax.set_yticks(range(len(yticklabels)), yticklabels)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.figure.colorbar(image, ax=ax, fraction=0.05)
+    return ax

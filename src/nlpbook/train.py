@@ -1,0 +1,138 @@
+"""A training loop that knows nothing about the model it trains.
+
+The model follows the book's convention ``model(*inputs) -> (logits, loss)`` (the last
+element of a batch is usually the targets), or the caller passes `loss_fn` to say how a
+batch becomes a loss. The loop moves batches to the model's device, steps the optimizer,
+clips gradients if asked, evaluates now and then, shows a progress bar and returns the
+history. It never plots: `nlpbook.plots.loss_curve` does that.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+Batch = Any  # a tensor, a tuple/list of tensors, or a dict of tensors
+
+
+@dataclass
+class History:
+    """What happened during `fit`, one entry per optimizer step unless said otherwise."""
+
+    loss: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)  # before clipping
+    lr: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)  # steps at which eval_fn ran
+    eval: list[float] = field(default_factory=list)  # what eval_fn returned there
+    seconds: float = 0.0  # wall-clock time of the whole run
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """Move a tensor, or the tensors inside a tuple, list or dict, to `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _default_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    if isinstance(batch, dict):
+        out = model(**batch)
+    elif isinstance(batch, (tuple, list)):
+        out = model(*batch)
+    else:
+        out = model(batch)
+    loss = out[1] if isinstance(out, tuple) else getattr(out, "loss", None)
+    if loss is None:
+        raise ValueError(
+            "the model returned no loss; expected model(*batch) -> (logits, loss) with the "
+            "targets in the batch, or pass loss_fn=(model, batch) -> loss"
+        )
+    return loss
+
+
+def _cycle(batches: Iterable[Batch]) -> Iterator[Batch]:
+    """Iterate over `batches` again and again (one pass = one epoch)."""
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the batches iterable yielded nothing; expected at least one batch")
+
+
+def fit(
+    model: torch.nn.Module,
+    batches: Iterable[Batch],
+    *,
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    loss_fn: Callable[[torch.nn.Module, Batch], torch.Tensor] | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    grad_clip: float | None = None,
+    eval_fn: Callable[[torch.nn.Module], float] | None = None,
+    eval_every: int | None = None,
+    callbacks: Iterable[Callable[[int, float, torch.nn.Module], None]] = (),
+    progress: bool = True,
+    desc: str = "training",
+) -> History:
+    """Train `model` for `steps` optimizer steps over `batches` (re-iterated as needed).
+
+    `eval_fn(model)` runs in eval mode under `torch.no_grad` every `eval_every` steps and
+    after the last one; each callback is called as ``callback(step, loss, model)``.
+    A loss that becomes NaN or infinite stops training with an error naming the step.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if eval_every is not None and eval_every < 1:
+        raise ValueError(f"eval_every must be at least 1 or None, got {eval_every}")
+    loss_fn = loss_fn or _default_loss
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    history = History()
+    start = time.perf_counter()
+
+    def evaluate(step: int) -> None:
+        model.eval()
+        with torch.no_grad():
+            history.eval.append(float(eval_fn(model)))
+        history.eval_steps.append(step)
+        model.train()
+
+    model.train()
+    bar = tqdm(total=steps, desc=desc, disable=not progress, mininterval=1.0)
+    for step, batch in enumerate(_cycle(batches), start=1):
+        loss = loss_fn(model, to_device(batch, device))
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate?")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else math.inf)
+        optimizer.step()
+        history.lr.append(optimizer.param_groups[0]["lr"])
+        if scheduler is not None:
+            scheduler.step()
+        history.loss.append(loss.item())
+        history.grad_norm.append(norm.item())
+        for callback in callbacks:
+            callback(step, history.loss[-1], model)
+        if eval_fn is not None and (step == steps or (eval_every and step % eval_every == 0)):
+            evaluate(step)
+        bar.set_postfix(loss=f"{history.loss[-1]:.4f}", refresh=False)
+        bar.update()
+        if step == steps:
+            break
+    bar.close()
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history

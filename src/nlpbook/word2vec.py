@@ -1,0 +1,367 @@
+"""word2vec in NumPy: skip-gram and CBOW with negative sampling (Mikolov et al., 2013).
+
+Every word has two vectors: an *input* vector (row of `W_in`, the embedding we keep)
+and an *output* vector (row of `W_out`). Skip-gram with negative sampling (SGNS) takes a
+centre word c and a word o from its window and pushes up sigma(v_c . u_o) while pushing
+down sigma(v_c . u_n) for K *noise* words n drawn from the unigram distribution raised
+to 0.75. CBOW does the same with the mean of the window's input vectors predicting c.
+
+The pieces, each small enough to test on its own:
+
+- `keep_probabilities` and `subsample`: frequent words are randomly dropped;
+- `noise_distribution` and `draw_negatives`: the unigram^0.75 noise;
+- `skipgram_pairs` and `cbow_windows`: (centre, context) examples with word2vec's
+  randomly shrunk windows, all pairs of a chunk at once (no loop over words);
+- `sgns_loss`: the loss and its gradient, which the training step applies to many pairs
+  at once with `scatter_add` (duplicated rows add up, as np.add.at would);
+- `Word2Vec`: the trainer, with a learning rate that decays linearly to `min_lr`.
+
+>>> from nlpbook.corpus import Vocab
+>>> sents = [["a", "b", "a", "c"]] * 50
+>>> vocab = Vocab.build(sents, min_count=1)
+>>> model = Word2Vec(vocab, Word2VecConfig(dim=8, epochs=1), seed=0)
+>>> history = model.fit(vocab.encode(sents), progress=False)
+>>> model.vectors.shape
+(3, 8)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from nlpbook.corpus import Vocab
+
+
+@dataclass(frozen=True)
+class Word2VecConfig:
+    arch: Literal["skipgram", "cbow"] = "skipgram"
+    dim: int = 100  # size of each word vector
+    window: int = 5  # largest distance between centre and context; each centre draws 1..window
+    negative: int = 5  # noise words per positive example
+    sample: float = 1e-3  # subsampling threshold t; 0 keeps every word
+    ns_exponent: float = 0.75  # noise distribution is unigram ** ns_exponent
+    lr: float = 0.025  # starting learning rate, decays linearly ...
+    min_lr: float = 1e-4  # ... to this at the end of the last epoch
+    epochs: int = 5
+    batch_size: int = 2048  # examples per vectorised update (pairs for skip-gram, centres for CBOW)
+    chunk_words: int = 50_000  # words turned into examples at a time (bounds memory)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("skipgram", "cbow"):
+            raise ValueError(f"arch must be 'skipgram' or 'cbow', got {self.arch!r}")
+        for name in ("dim", "window", "negative", "epochs", "batch_size", "chunk_words"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.min_lr <= self.lr:
+            raise ValueError(f"need 0 < min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
+
+
+def keep_probabilities(counts: np.ndarray, *, sample: float) -> np.ndarray:
+    """word2vec's probability of keeping each occurrence of a word of frequency f.
+
+    ``p = (sqrt(f / t) + 1) * t / f``, capped at 1: words rarer than about t are always
+    kept; a word making up 5% of the text with t = 1e-3 keeps about 16% of its tokens.
+
+    >>> keep_probabilities(np.array([50, 1_000 - 50]), sample=1e-3).round(3)
+    array([1.   , 0.034])
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or len(counts) == 0 or (counts <= 0).any():
+        raise ValueError("counts must be a non-empty 1-D array of positive numbers")
+    if sample <= 0:
+        return np.ones_like(counts)
+    freq = counts / counts.sum()
+    return np.minimum((np.sqrt(freq / sample) + 1) * sample / freq, 1.0)
+
+
+def subsample(ids: np.ndarray, keep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A boolean mask: keep token i with probability ``keep[ids[i]]``."""
+    return rng.random(len(ids)) < keep[ids]
+
+
+def noise_distribution(counts: np.ndarray, *, exponent: float = 0.75) -> np.ndarray:
+    """Unigram counts raised to `exponent`, normalised: rare words get drawn more often
+    than their frequency alone would give.
+
+    >>> noise_distribution(np.array([16, 1]), exponent=0.75).round(3)
+    array([0.889, 0.111])
+    """
+    weights = np.asarray(counts, dtype=np.float64) ** exponent
+    return weights / weights.sum()
+
+
+def draw_negatives(cdf: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Noise word ids of `shape`, drawn from the distribution with cumulative sums `cdf`.
+
+    A binary search in the cumulative table is word2vec's unigram table without its
+    100M-entry array.
+    """
+    ids = np.searchsorted(cdf, rng.random(shape), side="right")
+    return np.minimum(ids, len(cdf) - 1).astype(np.int32)
+
+
+def skipgram_pairs(
+    ids: np.ndarray, sentence: np.ndarray, *, window: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """All (centre, context) id pairs of a token stream, without a loop over tokens.
+
+    `sentence[i]` says which sentence token i belongs to; windows never cross sentences.
+    Like word2vec, each centre draws its own window size b in 1..window, which weights
+    near words more than far ones.
+
+    >>> c, o = skipgram_pairs(np.array([7, 8, 9]), np.zeros(3, int), window=1,
+    ...                       rng=np.random.default_rng(0))
+    >>> sorted(zip(c.tolist(), o.tolist()))
+    [(7, 8), (8, 7), (8, 9), (9, 8)]
+    """
+    if len(ids) != len(sentence):
+        raise ValueError(f"{len(ids)} ids but {len(sentence)} sentence labels")
+    reach = rng.integers(1, window + 1, size=len(ids))  # (N,) this centre's window
+    centres, contexts = [], []
+    for d in range(1, min(window, len(ids) - 1) + 1):
+        same = sentence[:-d] == sentence[d:]  # (N-d,) token i and i+d share a sentence
+        right = same & (reach[:-d] >= d)  # centre i, context i+d
+        left = same & (reach[d:] >= d)  # centre i+d, context i
+        centres += [ids[:-d][right], ids[d:][left]]
+        contexts += [ids[d:][right], ids[:-d][left]]
+    if not centres:
+        empty = np.zeros(0, dtype=np.int32)
+        return empty, empty
+    return np.concatenate(centres), np.concatenate(contexts)
+
+
+def cbow_windows(
+    ids: np.ndarray, sentence: np.ndarray, *, window: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For CBOW: each centre with a fixed-width block of context ids and a 0/1 mask.
+
+    Returns ``centres (N,)``, ``contexts (N, 2*window)`` and ``mask (N, 2*window)``;
+    centres whose window (shrunk at random as in `skipgram_pairs`) is empty are dropped.
+
+    >>> c, ctx, m = cbow_windows(np.array([7, 8, 9]), np.zeros(3, int), window=1,
+    ...                          rng=np.random.default_rng(0))
+    >>> c.tolist(), (ctx * m).tolist()
+    ([7, 8, 9], [[0, 8], [7, 9], [8, 0]])
+    """
+    if len(ids) != len(sentence):
+        raise ValueError(f"{len(ids)} ids but {len(sentence)} sentence labels")
+    n = len(ids)
+    reach = rng.integers(1, window + 1, size=n)  # (N,)
+    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])  # (2W,)
+    pos = np.arange(n)[:, None] + offsets[None, :]  # (N, 2W) positions of context words
+    inside = (pos >= 0) & (pos < n)
+    pos = np.clip(pos, 0, n - 1)
+    mask = inside & (sentence[pos] == sentence[:, None]) & (np.abs(offsets) <= reach[:, None])
+    keep = mask.any(axis=1)
+    return ids[keep], np.where(mask[keep], ids[pos[keep]], 0), mask[keep].astype(np.float32)
+
+
+def _log_sigmoid(x: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0.0, -x)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)) without overflow warnings
+
+
+def negative_sampling_loss(
+    h: np.ndarray, targets: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """The loss of one positive and K noise targets per example, and its gradients.
+
+    `h` (B, D) are the predicting vectors (a centre's input vector in skip-gram, the mean
+    of the window's in CBOW); `targets` (B, 1+K, D) are output vectors, the true one
+    first. The loss is summed over examples:
+
+        L = -sum_b [ log sigma(h_b . u_b0) + sum_k log sigma(-h_b . u_bk) ]
+
+    With ``g = sigma(s) - y`` (y = 1 for the true target, 0 for noise), the gradients are
+    ``dL/dh_b = sum_k g_bk u_bk`` and ``dL/du_bk = g_bk h_b``.
+    """
+    scores = np.einsum("bd,bkd->bk", h, targets)  # (B, 1+K)
+    labels = np.zeros_like(scores)
+    labels[:, 0] = 1.0
+    loss = -(_log_sigmoid(scores[:, 0]).sum() + _log_sigmoid(-scores[:, 1:]).sum())
+    g = _sigmoid(scores) - labels  # (B, 1+K)
+    grad_h = np.einsum("bk,bkd->bd", g, targets)  # (B, D)
+    grad_targets = g[:, :, None] * h[:, None, :]  # (B, 1+K, D)
+    return float(loss), grad_h, grad_targets
+
+
+def sgns_loss(
+    W_in: np.ndarray,
+    W_out: np.ndarray,
+    centres: np.ndarray,
+    contexts: np.ndarray,
+    negatives: np.ndarray,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Skip-gram negative-sampling loss of pairs ``(centres[b], contexts[b])`` with noise
+    words ``negatives[b]`` (B, K), and the gradients per example:
+    ``(loss, d/dW_in[centres] (B, D), d/dW_out[[contexts, negatives]] (B, 1+K, D))``.
+    """
+    if W_in.shape != W_out.shape:
+        raise ValueError(f"W_in {W_in.shape} and W_out {W_out.shape} must have the same shape")
+    if not (len(centres) == len(contexts) == len(negatives)):
+        raise ValueError(
+            f"{len(centres)} centres, {len(contexts)} contexts, {len(negatives)} rows of negatives"
+        )
+    targets = np.concatenate([contexts[:, None], negatives], axis=1)  # (B, 1+K)
+    return negative_sampling_loss(W_in[centres], W_out[targets])
+
+
+def scatter_add(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """``target[rows[i]] += values[i]`` for every i, duplicates adding up (like np.add.at).
+
+    np.add.at is slow on 2-D data, so the duplicates are summed by a sparse (U, B)
+    matrix of ones times `values` (U distinct rows), then added once per distinct row.
+
+    >>> t = np.zeros((3, 2)); scatter_add(t, np.array([2, 0, 2]), np.ones((3, 2))); t
+    array([[1., 1.],
+           [0., 0.],
+           [2., 2.]])
+    """
+    rows = np.asarray(rows).ravel()
+    values = values.reshape(len(rows), -1)  # (B, D)
+    if values.shape[1] != target.shape[1]:
+        raise ValueError(f"values have {values.shape[1]} columns, target {target.shape[1]}")
+    unique, inverse = np.unique(rows, return_inverse=True)
+    ones = np.ones(len(rows), dtype=values.dtype)
+    summer = sp.csr_matrix((ones, (inverse, np.arange(len(rows)))), shape=(len(unique), len(rows)))
+    target[unique] += summer @ values
+
+
+@dataclass
+class Word2VecHistory:
+    loss: list[float] = field(default_factory=list)  # mean loss per example, one per chunk
+    lr: list[float] = field(default_factory=list)  # learning rate at the end of each chunk
+    examples: int = 0  # pairs (skip-gram) or windows (CBOW) trained on
+    words: int = 0  # corpus words processed, counting each epoch (before subsampling)
+    seconds: float = 0.0
+
+    @property
+    def words_per_second(self) -> float:
+        return self.words / self.seconds if self.seconds else 0.0
+
+
+class Word2Vec:
+    """Skip-gram or CBOW with negative sampling over a fixed `Vocab`.
+
+    Input vectors start uniform in ±0.5/dim and output vectors at zero, as in word2vec.
+    Training is deterministic for a given `seed`.
+    """
+
+    def __init__(
+        self, vocab: Vocab, config: Word2VecConfig | None = None, *, seed: int = 0
+    ) -> None:
+        self.vocab = vocab
+        self.config = config or Word2VecConfig()
+        self.rng = np.random.default_rng(seed)
+        V, D = len(vocab), self.config.dim
+        self.W_in = ((self.rng.random((V, D), dtype=np.float32) - 0.5) / D).astype(np.float32)
+        self.W_out = np.zeros((V, D), dtype=np.float32)
+        self._keep = keep_probabilities(vocab.counts, sample=self.config.sample)
+        noise = noise_distribution(vocab.counts, exponent=self.config.ns_exponent)
+        self._cdf = np.cumsum(noise)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The word vectors (V, D): the input embeddings, as word2vec and gensim keep them."""
+        return self.W_in
+
+    def keyed_vectors(self):
+        """The vectors as gensim `KeyedVectors`, for gensim's tools and `nlpbook.embeddings`."""
+        from nlpbook.embeddings import as_keyed_vectors
+
+        return as_keyed_vectors((self.vocab.words, self.W_in))
+
+    def fit(self, sentences: Sequence[np.ndarray], *, progress: bool = True) -> Word2VecHistory:
+        """Train for `config.epochs` passes over `sentences` (arrays of ids from `Vocab.encode`)."""
+        cfg = self.config
+        sentences = [np.asarray(s) for s in sentences if len(s)]
+        if not sentences:
+            raise ValueError("cannot train on an empty corpus (no sentence has a known word)")
+        ids = np.concatenate(sentences).astype(np.int32)  # (N,)
+        if ids.min() < 0 or ids.max() >= len(self.vocab):
+            raise ValueError(f"word ids must lie in [0, {len(self.vocab)}); got {ids.min()}..{ids.max()}")
+        sentence = np.repeat(np.arange(len(sentences)), [len(s) for s in sentences])  # (N,)
+        history = Word2VecHistory()
+        total = cfg.epochs * len(ids)
+        start = time.perf_counter()
+        bar = tqdm(total=total, unit="word", disable=not progress, desc=cfg.arch)
+        for epoch in range(cfg.epochs):
+            kept = subsample(ids, self._keep, self.rng)
+            kept_ids, kept_sentence = ids[kept], sentence[kept]
+            raw_pos = np.flatnonzero(kept)  # where each kept token sat in the raw stream
+            for lo in range(0, len(kept_ids), cfg.chunk_words):
+                hi = min(lo + cfg.chunk_words, len(kept_ids))
+                done_before = epoch * len(ids) + (raw_pos[lo] if lo < len(raw_pos) else 0)
+                done_after = epoch * len(ids) + (raw_pos[hi - 1] + 1 if hi < len(kept_ids) else len(ids))
+                loss, n = self._train_chunk(
+                    kept_ids[lo:hi], kept_sentence[lo:hi], done_before / total, done_after / total
+                )
+                history.loss.append(loss / max(n, 1))
+                history.lr.append(self._lr(done_after / total))
+                history.examples += n
+                bar.update(done_after - done_before)
+            if len(kept_ids) == 0:
+                bar.update(len(ids))
+        bar.close()
+        history.words = total
+        history.seconds = time.perf_counter() - start
+        return history
+
+    def _lr(self, progress: float) -> float:
+        cfg = self.config
+        return max(cfg.min_lr, cfg.lr - (cfg.lr - cfg.min_lr) * progress)
+
+    def _train_chunk(
+        self, ids: np.ndarray, sentence: np.ndarray, p0: float, p1: float
+    ) -> tuple[float, int]:
+        """Make all examples of a chunk, shuffle them, and apply them in minibatches."""
+        cfg = self.config
+        if cfg.arch == "skipgram":
+            centres, contexts = skipgram_pairs(ids, sentence, window=cfg.window, rng=self.rng)
+            order = self.rng.permutation(len(centres))
+            centres, contexts = centres[order], contexts[order]
+            n = len(centres)
+        else:
+            centres, windows, mask = cbow_windows(ids, sentence, window=cfg.window, rng=self.rng)
+            order = self.rng.permutation(len(centres))
+            centres, windows, mask = centres[order], windows[order], mask[order]
+            n = len(centres)
+        total_loss = 0.0
+        for lo in range(0, n, cfg.batch_size):
+            hi = min(lo + cfg.batch_size, n)
+            lr = np.float32(self._lr(p0 + (p1 - p0) * lo / n))
+            negatives = draw_negatives(self._cdf, (hi - lo, cfg.negative), self.rng)  # (B, K)
+            targets = np.empty((hi - lo, 1 + cfg.negative), dtype=np.int32)  # (B, 1+K)
+            targets[:, 1:] = negatives
+            if cfg.arch == "skipgram":
+                targets[:, 0] = contexts[lo:hi]
+                h = self.W_in[centres[lo:hi]]  # (B, D)
+            else:
+                targets[:, 0] = centres[lo:hi]
+                m = mask[lo:hi]  # (B, 2W)
+                h = np.einsum("bw,bwd->bd", m, self.W_in[windows[lo:hi]])  # (B, D) sum
+                h /= m.sum(axis=1, keepdims=True)  # mean of the window
+            loss, grad_h, grad_targets = negative_sampling_loss(h, self.W_out[targets])
+            total_loss += loss
+            scatter_add(self.W_out, targets, -lr * grad_targets)
+            if cfg.arch == "skipgram":
+                scatter_add(self.W_in, centres[lo:hi], -lr * grad_h)
+            else:
+                # As in word2vec.c, every word of the window receives the gradient of the
+                # mean h itself, not h's share of it (1/count), i.e. a larger step.
+                m = mask[lo:hi]
+                sel = m > 0
+                rows = windows[lo:hi][sel]  # (n_ctx,)
+                grads = np.broadcast_to(grad_h[:, None, :], (*m.shape, grad_h.shape[1]))[sel]
+                scatter_add(self.W_in, rows, -lr * grads)
+        return total_loss, n
