@@ -24,6 +24,7 @@ import heapq
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
@@ -45,7 +46,7 @@ def get_stats(ids: Sequence[int], counts: dict[Pair, int] | None = None) -> dict
     {(1, 2): 2, (2, 3): 1, (3, 1): 1}
     """
     counts = {} if counts is None else counts
-    for pair in zip(ids, ids[1:]):
+    for pair in pairwise(ids):
         counts[pair] = counts.get(pair, 0) + 1
     return counts
 
@@ -121,7 +122,7 @@ def train_fast(chunks: Iterable[str], num_merges: int, *, first_id: int = 256) -
     counts: dict[Pair, int] = defaultdict(int)
     where: dict[Pair, set[int]] = defaultdict(set)
     for w, ids in enumerate(words):
-        for pair in zip(ids, ids[1:]):
+        for pair in pairwise(ids):
             counts[pair] += freq[w]
             where[pair].add(w)
     heap = [(-count, pair) for pair, count in counts.items()]
@@ -139,7 +140,7 @@ def train_fast(chunks: Iterable[str], num_merges: int, *, first_id: int = 256) -
             old, n = words[w], freq[w]
             new = merge(old, pair, new_id)
             words[w] = new
-            old_pairs, new_pairs = list(zip(old, old[1:])), list(zip(new, new[1:]))
+            old_pairs, new_pairs = list(pairwise(old)), list(pairwise(new))
             for p in old_pairs:
                 delta[p] -= n
             for p in new_pairs:
@@ -305,7 +306,7 @@ class BPETokenizer:
         byte_ids, ranks, merges = self.byte_ids, self._ranks, self.merges
         ids = [byte_ids[b] for b in chunk.encode("utf-8")]
         while len(ids) >= 2:
-            pair = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, len(ranks)))
+            pair = min(pairwise(ids), key=lambda p: ranks.get(p, len(ranks)))
             if pair not in ranks:
                 break  # no pair left that the tokenizer knows how to merge
             ids = merge(ids, pair, merges[pair])
@@ -453,4 +454,6 @@ def load_gpt2(folder: str | Path | None = None) -> BPETokenizer:
     special = {name: i for name, i in encoder.items() if i not in known}
     if list(special) != ["<|endoftext|>"]:
         raise ValueError(f"{folder}: expected one special token <|endoftext|>, got {list(special)}")
-    return BPETokenizer(pattern=GPT2_PATTERN, merges=merges, special_tokens=special, byte_ids=byte_ids)
+    return BPETokenizer(
+        pattern=GPT2_PATTERN, merges=merges, special_tokens=special, byte_ids=byte_ids
+    )

@@ -97,14 +97,23 @@ def noise_distribution(counts: np.ndarray, *, exponent: float = 0.75) -> np.ndar
     return weights / weights.sum()
 
 
-def draw_negatives(cdf: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """Noise word ids of `shape`, drawn from the distribution with cumulative sums `cdf`.
+def unigram_table(probs: np.ndarray, *, size: int = 10_000_000) -> np.ndarray:
+    """word2vec's noise table: word i fills about ``probs[i] * size`` slots, so a uniform
+    draw of a slot is a draw from `probs`.
 
-    A binary search in the cumulative table is word2vec's unigram table without its
-    100M-entry array.
+    >>> unigram_table(np.array([0.75, 0.25]), size=8).tolist()
+    [0, 0, 0, 0, 0, 0, 1, 1]
     """
-    ids = np.searchsorted(cdf, rng.random(shape), side="right")
-    return np.minimum(ids, len(cdf) - 1).astype(np.int32)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 1 or len(probs) == 0 or (probs < 0).any() or not np.isclose(probs.sum(), 1):
+        raise ValueError("probs must be a non-empty 1-D probability distribution")
+    edges = np.round(np.cumsum(probs) * size).astype(np.int64)  # (V,) end slot of each word
+    return np.repeat(np.arange(len(probs), dtype=np.int32), np.diff(edges, prepend=0))
+
+
+def draw_negatives(table: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Noise word ids of `shape`, drawn uniformly from the slots of a `unigram_table`."""
+    return table[rng.integers(0, len(table), size=shape)]
 
 
 def skipgram_pairs(
@@ -174,7 +183,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def negative_sampling_loss(
     h: np.ndarray, targets: np.ndarray
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """The loss of one positive and K noise targets per example, and its gradients.
+    """The loss of one positive and K noise targets per example, and what its gradient needs.
 
     `h` (B, D) are the predicting vectors (a centre's input vector in skip-gram, the mean
     of the window's in CBOW); `targets` (B, 1+K, D) are output vectors, the true one
@@ -182,17 +191,17 @@ def negative_sampling_loss(
 
         L = -sum_b [ log sigma(h_b . u_b0) + sum_k log sigma(-h_b . u_bk) ]
 
-    With ``g = sigma(s) - y`` (y = 1 for the true target, 0 for noise), the gradients are
-    ``dL/dh_b = sum_k g_bk u_bk`` and ``dL/du_bk = g_bk h_b``.
+    With ``g = sigma(h_b . u_bk) - y_bk`` (y = 1 for the true target, 0 for noise):
+    ``dL/dh_b = sum_k g_bk u_bk`` and ``dL/du_bk = g_bk h_b``. Returns
+    ``(L, dL/dh (B, D), g (B, 1+K))``; the outer products g_bk h_b are never built, since
+    `scatter_add` can apply them directly.
     """
     scores = np.einsum("bd,bkd->bk", h, targets)  # (B, 1+K)
-    labels = np.zeros_like(scores)
-    labels[:, 0] = 1.0
     loss = -(_log_sigmoid(scores[:, 0]).sum() + _log_sigmoid(-scores[:, 1:]).sum())
-    g = _sigmoid(scores) - labels  # (B, 1+K)
+    g = _sigmoid(scores)  # (B, 1+K)
+    g[:, 0] -= 1.0
     grad_h = np.einsum("bk,bkd->bd", g, targets)  # (B, D)
-    grad_targets = g[:, :, None] * h[:, None, :]  # (B, 1+K, D)
-    return float(loss), grad_h, grad_targets
+    return float(loss), grad_h, g
 
 
 def sgns_loss(
@@ -203,8 +212,8 @@ def sgns_loss(
     negatives: np.ndarray,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Skip-gram negative-sampling loss of pairs ``(centres[b], contexts[b])`` with noise
-    words ``negatives[b]`` (B, K), and the gradients per example:
-    ``(loss, d/dW_in[centres] (B, D), d/dW_out[[contexts, negatives]] (B, 1+K, D))``.
+    words ``negatives[b]`` (B, K), and its gradients ``(loss, dL/dW_in, dL/dW_out)``
+    as full (V, D) matrices, computed the way training applies them.
     """
     if W_in.shape != W_out.shape:
         raise ValueError(f"W_in {W_in.shape} and W_out {W_out.shape} must have the same shape")
@@ -212,15 +221,34 @@ def sgns_loss(
         raise ValueError(
             f"{len(centres)} centres, {len(contexts)} contexts, {len(negatives)} rows of negatives"
         )
-    targets = np.concatenate([contexts[:, None], negatives], axis=1)  # (B, 1+K)
-    return negative_sampling_loss(W_in[centres], W_out[targets])
+    targets = np.concatenate([np.asarray(contexts)[:, None], negatives], axis=1)  # (B, 1+K)
+    h = W_in[centres]  # (B, D)
+    loss, grad_h, g = negative_sampling_loss(h, W_out[targets])
+    grad_in, grad_out = np.zeros_like(W_in), np.zeros_like(W_out)
+    scatter_add(grad_in, centres, grad_h)
+    scatter_add(grad_out, targets, h, cols=_example_of(targets), weights=g)
+    return loss, grad_in, grad_out
 
 
-def scatter_add(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
-    """``target[rows[i]] += values[i]`` for every i, duplicates adding up (like np.add.at).
+def _example_of(block: np.ndarray) -> np.ndarray:
+    """For a (B, k) block of ids, the example (row) each id belongs to, flattened."""
+    return np.repeat(np.arange(block.shape[0]), block.shape[1])
 
-    np.add.at is slow on 2-D data, so the duplicates are summed by a sparse (U, B)
-    matrix of ones times `values` (U distinct rows), then added once per distinct row.
+
+def scatter_add(
+    target: np.ndarray,
+    rows: np.ndarray,
+    values: np.ndarray,
+    *,
+    cols: np.ndarray | None = None,
+    weights: np.ndarray | float = 1.0,
+) -> None:
+    """``target[rows[i]] += weights[i] * values[cols[i]]`` for every i (cols defaults to i),
+    duplicated rows adding up, as np.add.at would.
+
+    np.add.at is slow on 2-D data. Here the additions form a sparse (V, B) matrix with
+    ``weights[i]`` at ``(rows[i], cols[i])``; multiplying it by `values` (B, D) sums the
+    duplicates, without building one (D,) update per i.
 
     >>> t = np.zeros((3, 2)); scatter_add(t, np.array([2, 0, 2]), np.ones((3, 2))); t
     array([[1., 1.],
@@ -228,13 +256,18 @@ def scatter_add(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> Non
            [2., 2.]])
     """
     rows = np.asarray(rows).ravel()
-    values = values.reshape(len(rows), -1)  # (B, D)
-    if values.shape[1] != target.shape[1]:
-        raise ValueError(f"values have {values.shape[1]} columns, target {target.shape[1]}")
-    unique, inverse = np.unique(rows, return_inverse=True)
-    ones = np.ones(len(rows), dtype=values.dtype)
-    summer = sp.csr_matrix((ones, (inverse, np.arange(len(rows)))), shape=(len(unique), len(rows)))
-    target[unique] += summer @ values
+    cols = np.arange(len(rows)) if cols is None else np.asarray(cols).ravel()
+    if len(cols) != len(rows):
+        raise ValueError(f"{len(rows)} rows but {len(cols)} cols")
+    if values.ndim != 2 or values.shape[1] != target.shape[1]:
+        raise ValueError(f"values must be (B, {target.shape[1]}), got {values.shape}")
+    weights = np.broadcast_to(np.asarray(weights, dtype=values.dtype).ravel(), rows.shape)
+    adder = sp.csr_matrix((weights, (rows, cols)), shape=(len(target), len(values)))  # (V, B)
+    # Keep only the rows that receive something: U of them, usually far fewer than V.
+    touched = np.flatnonzero(np.diff(adder.indptr))
+    indptr = np.concatenate(([0], adder.indptr[touched + 1]))
+    compact = sp.csr_matrix((adder.data, adder.indices, indptr), shape=(len(touched), len(values)))
+    target[touched] += compact @ values  # (U, D)
 
 
 @dataclass
@@ -268,7 +301,7 @@ class Word2Vec:
         self.W_out = np.zeros((V, D), dtype=np.float32)
         self._keep = keep_probabilities(vocab.counts, sample=self.config.sample)
         noise = noise_distribution(vocab.counts, exponent=self.config.ns_exponent)
-        self._cdf = np.cumsum(noise)
+        self._table = unigram_table(noise)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -340,7 +373,7 @@ class Word2Vec:
         for lo in range(0, n, cfg.batch_size):
             hi = min(lo + cfg.batch_size, n)
             lr = np.float32(self._lr(p0 + (p1 - p0) * lo / n))
-            negatives = draw_negatives(self._cdf, (hi - lo, cfg.negative), self.rng)  # (B, K)
+            negatives = draw_negatives(self._table, (hi - lo, cfg.negative), self.rng)  # (B, K)
             targets = np.empty((hi - lo, 1 + cfg.negative), dtype=np.int32)  # (B, 1+K)
             targets[:, 1:] = negatives
             if cfg.arch == "skipgram":
@@ -349,19 +382,16 @@ class Word2Vec:
             else:
                 targets[:, 0] = centres[lo:hi]
                 m = mask[lo:hi]  # (B, 2W)
-                h = np.einsum("bw,bwd->bd", m, self.W_in[windows[lo:hi]])  # (B, D) sum
-                h /= m.sum(axis=1, keepdims=True)  # mean of the window
-            loss, grad_h, grad_targets = negative_sampling_loss(h, self.W_out[targets])
+                h = np.einsum("bw,bwd->bd", m, self.W_in[windows[lo:hi]])  # (B, D) window sum
+                h /= m.sum(axis=1, keepdims=True)  # window mean
+            loss, grad_h, g = negative_sampling_loss(h, self.W_out[targets])
             total_loss += loss
-            scatter_add(self.W_out, targets, -lr * grad_targets)
+            scatter_add(self.W_out, targets, h, cols=_example_of(targets), weights=-lr * g)
             if cfg.arch == "skipgram":
-                scatter_add(self.W_in, centres[lo:hi], -lr * grad_h)
+                scatter_add(self.W_in, centres[lo:hi], grad_h, weights=-lr)
             else:
                 # As in word2vec.c, every word of the window receives the gradient of the
-                # mean h itself, not h's share of it (1/count), i.e. a larger step.
-                m = mask[lo:hi]
-                sel = m > 0
-                rows = windows[lo:hi][sel]  # (n_ctx,)
-                grads = np.broadcast_to(grad_h[:, None, :], (*m.shape, grad_h.shape[1]))[sel]
-                scatter_add(self.W_in, rows, -lr * grads)
+                # mean h itself, not its 1/count share: a larger step for the input vectors.
+                example, slot = np.nonzero(mask[lo:hi])
+                scatter_add(self.W_in, windows[lo:hi][example, slot], grad_h, cols=example, weights=-lr)
         return total_loss, n
