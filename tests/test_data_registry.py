@@ -134,7 +134,9 @@ def test_interrupted_download_leaves_no_file(tmp_path, server):
     """The server hangs up halfway: an error, and no (partial) file anywhere in the cache."""
     entries = _entries(server)
     name = "toy/hello.txt"
-    entries[name] = Entry(name, entries[name].sha256, entries[name].size, f"{server}/cut/{name}", "")
+    entries[name] = Entry(
+        name, entries[name].sha256, entries[name].size, f"{server}/cut/{name}", ""
+    )
     registry = Registry(entries, cache=tmp_path / "cache")
     with pytest.raises(DataUnavailableError):
         registry.fetch(name)
@@ -148,7 +150,12 @@ def test_no_network_and_no_mirror_names_file_url_and_variables(tmp_path):
     with pytest.raises(DataUnavailableError) as info:
         registry.fetch("toy/hello.txt")
     message = str(info.value)
-    for expected in ("toy/hello.txt", entries["toy/hello.txt"].url, "NLPBOOK_DATA_MIRROR", "NLPBOOK_CACHE"):
+    for expected in (
+        "toy/hello.txt",
+        entries["toy/hello.txt"].url,
+        "NLPBOOK_DATA_MIRROR",
+        "NLPBOOK_CACHE",
+    ):
         assert expected in message
     assert _leftovers(tmp_path / "cache") == []
 
@@ -194,7 +201,7 @@ def test_registry_matches_the_manifest_of_the_mirror():
     lines = (mirror / "MANIFEST.tsv").read_text(encoding="utf-8").splitlines()
     header = lines[0].split("\t")
     for line in lines[1:]:
-        row = dict(zip(header, line.split("\t")))
+        row = dict(zip(header, line.split("\t"), strict=True))
         manifest[row["file"]] = (row["sha256"], int(row["bytes"]), row["canonical_url"])
     ours = {n: (e.sha256, e.size, e.url) for n, e in reg.load_entries().items()}
     assert ours == manifest
@@ -207,7 +214,10 @@ def test_verify_command_checks_every_file(tmp_path):
     env = {**os.environ, reg.CACHE_ENV: str(tmp_path / "cache")}
     out = subprocess.run(
         [sys.executable, "-m", "nlpbook.data", "verify"],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     n = len(reg.load_entries())
     assert out.returncode == 0, out.stdout + out.stderr

@@ -27,7 +27,9 @@ def test_wikitext2_train_is_refused_clearly():
         data.wikitext2("train")
 
 
-@pytest.mark.parametrize(("split", "n", "positives"), [("train", 67_349, 37_569), ("dev", 872, 444)])
+@pytest.mark.parametrize(
+    ("split", "n", "positives"), [("train", 67_349, 37_569), ("dev", 872, 444)]
+)
 def test_sst2(split, n, positives):
     texts, labels = data.sst2(split)
     assert len(texts) == len(labels) == n
@@ -63,19 +65,27 @@ def test_multi30k_pairs_are_aligned():
     de_en = data.multi30k("val", "de", "en")
     en_fr = data.multi30k("val", "en", "fr")
     assert [en for _, en in de_en] == [en for en, _ in en_fr]
-    assert de_en[0] == ("Eine Gruppe von Männern lädt Baumwolle auf einen Lastwagen", "A group of men are loading cotton onto a truck")
+    assert de_en[0] == (
+        "Eine Gruppe von Männern lädt Baumwolle auf einen Lastwagen",
+        "A group of men are loading cotton onto a truck",
+    )
 
 
 def test_multi30k_bad_arguments():
     with pytest.raises(ValueError, match="unknown language for Multi30k test_2017_flickr 'cs'"):
         data.multi30k("test_2017_flickr", "cs", "en")
-    with pytest.raises(ValueError, match="unknown Multi30k split 'dev'; expected one of train, val"):
+    with pytest.raises(
+        ValueError, match="unknown Multi30k split 'dev'; expected one of train, val"
+    ):
         data.multi30k("dev")
     with pytest.raises(ValueError, match="must differ"):
         data.multi30k("train", "en", "en")
 
 
-@pytest.mark.parametrize(("split", "sentences", "tokens"), [("train", 3_394, 62_730), ("dev", 1_009, 15_733), ("test", 1_287, 23_394)])
+@pytest.mark.parametrize(
+    ("split", "sentences", "tokens"),
+    [("train", 3_394, 62_730), ("dev", 1_009, 15_733), ("test", 1_287, 23_394)],
+)
 def test_wnut17(split, sentences, tokens):
     corpus = data.wnut17(split)
     assert len(corpus) == sentences
@@ -92,7 +102,9 @@ def test_word_analogies():
     assert sections["capital-common-countries"][0] == ("Athens", "Greece", "Baghdad", "Iraq")
 
 
-@pytest.mark.parametrize(("name", "n"), [("ws353", 353), ("simlex999", 999), ("men", 3_000), ("rw", 2_034)])
+@pytest.mark.parametrize(
+    ("name", "n"), [("ws353", 353), ("simlex999", 999), ("men", 3_000), ("rw", 2_034)]
+)
 def test_word_similarity(name, n):
     triples = data.word_similarity(name)
     assert len(triples) == n

@@ -25,9 +25,19 @@ def test_notebook_executes_in_smoke_profile(path, monkeypatch):
     monkeypatch.setenv("NLPBOOK_PROFILE", "smoke")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     client.execute()  # raises CellExecutionError, with the failing cell, on any error
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
     assert not errors
     cache = get_cache(SMOKE_BUILD / "_build" / ".jupyter_cache")
-    cache.cache_notebook_bundle(CacheBundleIn(nb, uri=os.fspath(path)), check_validity=False, overwrite=True)
+    cache.cache_notebook_bundle(
+        CacheBundleIn(nb, uri=os.fspath(path)), check_validity=False, overwrite=True
+    )

@@ -7,7 +7,9 @@ import torch
 
 from nlpbook import profile
 
-SIZES = dict(smoke=dict(steps=1, width=8), cpu=dict(steps=100, width=64), gpu=dict(steps=1000, width=256))
+SIZES = dict(
+    smoke=dict(steps=1, width=8), cpu=dict(steps=100, width=64), gpu=dict(steps=1000, width=256)
+)
 
 
 @pytest.mark.parametrize("name", profile.PROFILES)
@@ -28,14 +30,18 @@ def test_default_follows_cuda(monkeypatch):
 
 def test_unknown_profile_is_an_error(monkeypatch):
     monkeypatch.setenv(profile.ENV, "laptop")
-    with pytest.raises(ValueError, match="'laptop' is not a profile; expected one of smoke, cpu, gpu"):
+    with pytest.raises(
+        ValueError, match="'laptop' is not a profile; expected one of smoke, cpu, gpu"
+    ):
         profile.active()
     with pytest.raises(ValueError, match="unknown profile 'tpu'"):
         profile.settings(**SIZES, profile="tpu")
 
 
 def test_profiles_must_name_the_same_settings():
-    with pytest.raises(ValueError, match=r"profile 'gpu' names different settings from 'cpu': \['width'\]"):
+    with pytest.raises(
+        ValueError, match=r"profile 'gpu' names different settings from 'cpu': \['width'\]"
+    ):
         profile.settings(smoke=SIZES["smoke"], cpu=SIZES["cpu"], gpu=dict(steps=5))
     with pytest.raises(ValueError, match="reserved"):
         profile.settings(smoke=dict(profile=1), cpu=dict(profile=1), gpu=dict(profile=1))

@@ -35,7 +35,16 @@ def build_log() -> str:
     """Build the whole book with -W (warnings are errors) and --all; return its log."""
     env = {**os.environ, "NLPBOOK_PROFILE": "smoke", "MPLBACKEND": "Agg"}
     jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb), "build", str(ROOT), "--all", "-W", "--keep-going", "--path-output", str(SMOKE_BUILD)]
+    cmd = [
+        str(jb),
+        "build",
+        str(ROOT),
+        "--all",
+        "-W",
+        "--keep-going",
+        "--path-output",
+        str(SMOKE_BUILD),
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-5000:]
@@ -43,7 +52,11 @@ def build_log() -> str:
 
 
 def test_build_is_warning_free(build_log):
-    warnings = [line for line in build_log.splitlines() if re.search(r"WARNING|ERROR", line) and "Kernel is running over TCP" not in line]
+    warnings = [
+        line
+        for line in build_log.splitlines()
+        if re.search(r"WARNING|ERROR", line) and "Kernel is running over TCP" not in line
+    ]
     assert warnings == []
     assert "build succeeded" in build_log
 
@@ -71,7 +84,13 @@ def browser():
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
         )
         yield browser
         browser.close()
@@ -87,7 +106,9 @@ class Visit:
         self.external: set[str] = set()
         site = urlparse(url).netloc
         self.page.route("**/*", functools.partial(self._route, site))
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        self.page.on(
+            "console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}")
+        )
         self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
         self.page.on("requestfailed", lambda r: self.errors.append(f"request failed: {r.url}"))
         self.response = self.page.goto(url, wait_until="load")
@@ -117,8 +138,12 @@ def test_landing_page_cards_link_to_every_chapter(browser, base_url):
     visit = Visit(browser, base_url + "book/intro.html")
     try:
         assert visit.response.ok
-        hrefs = visit.page.eval_on_selector_all(".sd-card a.sd-stretched-link", "as => as.map(a => a.href)")
-        titles = visit.page.eval_on_selector_all(".sd-card .sd-card-title", "ts => ts.map(t => t.innerText.trim())")
+        hrefs = visit.page.eval_on_selector_all(
+            ".sd-card a.sd-stretched-link", "as => as.map(a => a.href)"
+        )
+        titles = visit.page.eval_on_selector_all(
+            ".sd-card .sd-card-title", "ts => ts.map(t => t.innerText.trim())"
+        )
         assert len(hrefs) == len(titles) > 0
         linked = {urlparse(h).path.lstrip("/").removesuffix(".html") for h in hrefs}
         assert linked == set(toc_files()[1:]), "every chapter has exactly one card"
@@ -162,7 +187,9 @@ def test_launch_buttons_open_the_notebook(browser, base_url, path):
     file = path.relative_to(ROOT).with_suffix("").as_posix()
     visit = Visit(browser, _page_url(base_url, file))
     try:
-        hrefs = visit.page.eval_on_selector_all(".dropdown-launch-buttons a[href]", "as => as.map(a => a.href)")
+        hrefs = visit.page.eval_on_selector_all(
+            ".dropdown-launch-buttons a[href]", "as => as.map(a => a.href)"
+        )
         colab = [h for h in hrefs if "colab.research.google.com" in h]
         binder = [h for h in hrefs if "mybinder.org" in h]
         assert colab and binder, "a notebook page has Colab and Binder buttons"
@@ -176,7 +203,9 @@ def test_search_finds_a_chapter(browser, base_url):
     visit = Visit(browser, base_url + "search.html?q=profile")
     try:
         visit.page.wait_for_selector("#search-results li", timeout=15_000)
-        results = visit.page.eval_on_selector_all("#search-results li a", "as => as.map(a => a.href)")
+        results = visit.page.eval_on_selector_all(
+            "#search-results li a", "as => as.map(a => a.href)"
+        )
         assert any(r.split("#")[0].endswith("book/running.html") for r in results), results
         assert visit.errors == []
     finally:

@@ -91,7 +91,14 @@ def test_custom_loss_fn_and_dict_batches():
     def loss_fn(m, b):
         return ((m(b["x"]) - b["y"]) ** 2).mean()
 
-    hist = fit(model, batches, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), steps=20, loss_fn=loss_fn, progress=False)
+    hist = fit(
+        model,
+        batches,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        steps=20,
+        loss_fn=loss_fn,
+        progress=False,
+    )
     assert hist.loss[-1] < hist.loss[0]
 
 

@@ -13,7 +13,8 @@ def _unique_scripts(app, pagename, templatename, context, doctree):
     unique = []
     for script in context.get("script_files", []):
         # the same inline script may be registered with filename None and with ""
-        key = (getattr(script, "filename", script) or "", getattr(script, "attributes", {}).get("body"))
+        filename = getattr(script, "filename", script) or ""
+        key = (filename, getattr(script, "attributes", {}).get("body"))
         if key not in seen:
             seen.add(key)
             unique.append(script)

@@ -13,4 +13,14 @@ from nlpbook.train import History, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["History", "assets", "auto_device", "data", "fit", "glue", "plots", "profile", "set_seed"]
+__all__ = [
+    "History",
+    "assets",
+    "auto_device",
+    "data",
+    "fit",
+    "glue",
+    "plots",
+    "profile",
+    "set_seed",
+]

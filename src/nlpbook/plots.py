@@ -75,7 +75,7 @@ def bar_table(
     ax.barh(y, values, color="C0")
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
-    for yi, v in zip(y, values):
+    for yi, v in zip(y, values, strict=True):
         ax.annotate(fmt.format(v), (v, yi), xytext=(3, 0), textcoords="offset points", va="center")
     ax.set(xlabel=xlabel, title=title)
     ax.margins(x=0.15)

@@ -27,7 +27,9 @@ def active() -> str:
     name = os.environ.get(ENV, "").strip().lower()
     if name:
         if name not in PROFILES:
-            raise ValueError(f"{ENV}={name!r} is not a profile; expected one of {', '.join(PROFILES)}")
+            raise ValueError(
+                f"{ENV}={name!r} is not a profile; expected one of {', '.join(PROFILES)}"
+            )
         return name
     import torch  # imported here so that reading the variable stays cheap
 

@@ -17,6 +17,6 @@ def set_seed(seed: int) -> np.random.Generator:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - code outside the book may use it
     torch.manual_seed(seed)  # also seeds every CUDA device
     return np.random.default_rng(seed)

@@ -114,7 +114,9 @@ def fit(
     for step, batch in enumerate(_cycle(batches), start=1):
         loss = loss_fn(model, to_device(batch, device))
         if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate?")
+            raise FloatingPointError(
+                f"loss is {loss.item()} at step {step}; lower the learning rate?"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else math.inf)

@@ -115,7 +115,7 @@ def multi30k(split: str, src: str = "de", tgt: str = "en") -> list[tuple[str, st
             sides.append([line.rstrip("\n") for line in f])
     if len(sides[0]) != len(sides[1]):
         raise ValueError(f"Multi30k {split}: {len(sides[0])} {src} lines vs {len(sides[1])} {tgt}")
-    return [(s.strip(), t.strip()) for s, t in zip(*sides)]
+    return [(s.strip(), t.strip()) for s, t in zip(*sides, strict=True)]
 
 
 def wnut17(split: str) -> list[tuple[list[str], list[str]]]:
@@ -201,7 +201,9 @@ def xquad(lang: str) -> list[dict]:
     Same structure as `squad`; the 1,190 questions share 240 contexts, in the same
     order in every language.
     """
-    return _squad_examples(fetch(f"xquad/xquad.{_choice('XQuAD language', lang, XQUAD_LANGUAGES)}.json"))
+    return _squad_examples(
+        fetch(f"xquad/xquad.{_choice('XQuAD language', lang, XQUAD_LANGUAGES)}.json")
+    )
 
 
 def contexts(examples: list[dict]) -> list[str]:

@@ -1,0 +1,109 @@
+"""Repository hygiene: lint, workflows, notebooks without outputs, every chapter wired in."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import ROOT, toc_files, toc_notebooks
+
+BIN = Path(sys.executable).parent
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb")) + sorted((ROOT / "templates").glob("*.ipynb"))
+COLAB_CELL = (
+    "# On Colab, install the book's package; elsewhere `make book` has done it already.\n"
+    "import sys\n\n"
+    'if "google.colab" in sys.modules:\n'
+    '    %pip install -q "nlpbook[chapters] @ git+https://github.com/dl4nlp/deep-learning-for-nlp"'
+)
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_ruff_is_clean():
+    out = _run(str(BIN / "ruff"), "check", ".")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ruff_format_is_clean():
+    out = _run(str(BIN / "ruff"), "format", "--check", "src", "tests", "benchmarks")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_workflows_pass_actionlint():
+    actionlint = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
+    assert actionlint, "actionlint is installed by requirements-test.txt"
+    workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+    assert workflows
+    out = _run(actionlint, *workflows)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_clean(path):
+    """No outputs or execution counts; cell ids; the hidden Colab cell comes first."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), (
+        "run `make strip`"
+    )
+    assert all("id" in c for c in nb["cells"])
+    first = nb["cells"][0]
+    assert "".join(first["source"]) == COLAB_CELL
+    assert first["metadata"].get("tags") == ["remove-cell"]
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in NOTEBOOKS if p.parent.name == "book"], ids=lambda p: p.name
+)
+def test_notebook_has_one_settings_cell(path):
+    """Only the settings cell looks at the profile; a notebook that sizes runs has exactly one."""
+    nb = nbformat.read(path, as_version=4)
+    sources = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert sum("nlpbook.profile.settings(" in s for s in sources) <= 1
+    assert not any(re.search(r"NLPBOOK_PROFILE|profile\.active\(\)\s*==", s) for s in sources)
+
+
+def test_every_book_page_is_in_the_toc():
+    pages = {
+        p.relative_to(ROOT).with_suffix("").as_posix() for p in (ROOT / "book").glob("*.ipynb")
+    }
+    pages |= {p.relative_to(ROOT).with_suffix("").as_posix() for p in (ROOT / "book").glob("*.md")}
+    assert pages == set(toc_files())
+
+
+def test_every_chapter_has_a_card_on_the_landing_page():
+    intro = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    links = re.findall(r"^:link: (\S+)$", intro, flags=re.M)
+    assert sorted(links) == sorted(Path(f).name for f in toc_files()[1:])
+
+
+def test_ci_calls_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "make test" in readme
+    assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), flags=re.M)
+
+
+def test_template_notebook_executes(monkeypatch):
+    """The notebook new chapters start from runs as it is, in the smoke profile."""
+    monkeypatch.setenv("NLPBOOK_PROFILE", "smoke")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    path = ROOT / "templates" / "chapter.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+
+
+def test_toc_notebooks_found():
+    assert ROOT / "book" / "running.ipynb" in toc_notebooks()
