@@ -97,7 +97,6 @@ def test_ci_calls_the_readme_test_command():
 def test_template_notebook_executes(monkeypatch):
     """The notebook new chapters start from runs as it is, in the smoke profile."""
     monkeypatch.setenv("NLPBOOK_PROFILE", "smoke")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     path = ROOT / "templates" / "chapter.ipynb"
     nb = nbformat.read(path, as_version=4)
     NotebookClient(

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.site
 @pytest.fixture(scope="session")
 def build_log() -> str:
     """Build the whole book with -W (warnings are errors) and --all; return its log."""
-    env = {**os.environ, "NLPBOOK_PROFILE": "smoke", "MPLBACKEND": "Agg"}
+    env = {**os.environ, "NLPBOOK_PROFILE": "smoke"}
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [
         str(jb),
@@ -208,5 +208,24 @@ def test_search_finds_a_chapter(browser, base_url):
         )
         assert any(r.split("#")[0].endswith("book/running.html") for r in results), results
         assert visit.errors == []
+    finally:
+        visit.close()
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in toc_notebooks() if p.stem != "running"], ids=lambda p: p.stem
+)
+def test_chapter_shows_figures_and_hidden_solutions(browser, base_url, path):
+    """A chapter renders at least one figure, and its exercise solutions start hidden."""
+    file = path.relative_to(ROOT).with_suffix("").as_posix()
+    visit = Visit(browser, _page_url(base_url, file))
+    try:
+        assert visit.page.locator("article.bd-article .cell_output img").count() >= 1
+        solutions = visit.page.locator("article.bd-article .solution.dropdown")
+        assert solutions.count() >= 3
+        assert not solutions.first.locator(".admonition-title ~ *").first.is_visible()
+        solutions.first.locator(".admonition-title").click()
+        visit.page.wait_for_timeout(400)
+        assert solutions.first.locator(".admonition-title ~ *").first.is_visible()
     finally:
         visit.close()
