@@ -75,6 +75,19 @@ def test_unknown_asset():
         assets.locate("gpt5")
 
 
+def test_glue_stores_numpy_and_torch_scalars_as_python_numbers(monkeypatch):
+    import myst_nb
+
+    stored = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: stored.update({name: value}))
+    glue("a", np.float64(0.25))
+    glue("b", torch.tensor(3))
+    glue("c", np.arange(3))
+    assert type(stored["a"]) is float and stored["a"] == 0.25
+    assert type(stored["b"]) is int and stored["b"] == 3
+    assert isinstance(stored["c"], np.ndarray)
+
+
 def test_glue_outside_the_build_still_shows_the_value(capsys, monkeypatch):
     import builtins
 

@@ -74,6 +74,14 @@ def test_notebook_has_one_settings_cell(path):
     assert not any(re.search(r"NLPBOOK_PROFILE|profile\.active\(\)\s*==", s) for s in sources)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_citations_are_per_page(path):
+    """{footcite} + {footbibliography}: a global {cite} cited on two pages clashes."""
+    text = "".join(c.source for c in nbformat.read(path, as_version=4).cells)
+    assert not re.search(r"\{cite(:[a-z]+)?\}|\{bibliography\}", text)
+    assert ("{footcite" in text) == ("{footbibliography}" in text)
+
+
 def test_every_book_page_is_in_the_toc():
     pages = {
         p.relative_to(ROOT).with_suffix("").as_posix() for p in (ROOT / "book").glob("*.ipynb")

@@ -89,7 +89,7 @@ def similarity(
     >>> kv = (["a", "b", "c"], np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))
     >>> r = similarity(kv, [("a", "b", 9.0), ("a", "c", 1.0), ("b", "c", 5.0), ("a", "z", 2.0)])
     >>> round(r.rho, 3), r.pairs, r.oov
-    (0.5, 3, 1)
+    (0.866, 3, 1)
     """
     kv = as_keyed_vectors(vectors)
     scored = [(w1, w2, s) for w1, w2, s in pairs if w1 in kv.key_to_index and w2 in kv.key_to_index]
@@ -112,7 +112,11 @@ def similarity_table(
     """`similarity` on several of the book's benchmarks (`nlpbook.data.WORD_SIMILARITY`)."""
     rows = [similarity(vectors, data.word_similarity(n), name=n) for n in names]
     return pd.DataFrame(
-        {"rho": [r.rho for r in rows], "pairs": [r.pairs for r in rows], "oov": [r.oov for r in rows]},
+        {
+            "rho": [r.rho for r in rows],
+            "pairs": [r.pairs for r in rows],
+            "oov": [r.oov for r in rows],
+        },
         index=pd.Index([r.name for r in rows], name="benchmark"),
     )
 
@@ -164,7 +168,10 @@ def solve_analogy(
     'queen'
     """
     kv = as_keyed_vectors(vectors)
-    unit = {w: kv.vectors[_check_word(kv, w)] / np.linalg.norm(kv.vectors[kv.key_to_index[w]]) for w in (a, b, c)}
+    unit = {
+        w: kv.vectors[_check_word(kv, w)] / np.linalg.norm(kv.vectors[kv.key_to_index[w]])
+        for w in (a, b, c)
+    }
     target = unit[b] - unit[a] + unit[c]
     return neighbours(kv, target, topn=topn, exclude=(a, b, c), restrict_vocab=restrict_vocab)
 
@@ -219,7 +226,8 @@ def analogies(
 
     >>> kv = (["man", "king", "woman", "queen"],
     ...       np.array([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
-    >>> r = analogies(kv, {"royal": [("man", "king", "woman", "queen"), ("man", "king", "woman", "cat")]})
+    >>> qs = {"royal": [("man", "king", "woman", "queen"), ("man", "king", "woman", "cat")]}
+    >>> r = analogies(kv, qs)
     >>> r.sections, r.skipped
     ({'royal': (1, 1)}, 1)
     """

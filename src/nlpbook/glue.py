@@ -11,7 +11,13 @@ from typing import Any
 
 
 def glue(name: str, value: Any, *, display: bool = False) -> None:
-    """Store `value` under `name` for the text to quote; show it too if `display`."""
+    """Store `value` under `name` for the text to quote; show it too if `display`.
+
+    NumPy and torch scalars become Python numbers first: their text form in NumPy 2
+    (``np.float64(0.5)``) is not a number, so a format spec such as ``:.2f`` would fail.
+    """
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

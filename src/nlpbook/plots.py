@@ -107,3 +107,83 @@ def heatmap(
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.figure.colorbar(image, ax=ax, fraction=0.05)
     return ax
+
+
+def embedding_map(
+    words: Sequence[str],
+    vectors: np.ndarray,
+    *,
+    method: str = "tsne",
+    groups: Sequence[str] | None = None,
+    perplexity: float = 30.0,
+    seed: int = 0,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Word vectors projected to 2-D and drawn as labelled points.
+
+    `method` is 'tsne' (scikit-learn's t-SNE on cosine distances: local neighbourhoods,
+    global distances meaningless) or 'pca' (a quick linear projection). `groups` colours
+    the points, one label per word, with a legend.
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if vectors.ndim != 2 or len(vectors) != len(words):
+        raise ValueError(f"need one row per word: {len(words)} words, vectors {vectors.shape}")
+    if groups is not None and len(groups) != len(words):
+        raise ValueError(f"{len(groups)} groups for {len(words)} words")
+    if len(words) < 3:
+        raise ValueError(f"need at least 3 words to draw a map, got {len(words)}")
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        points = PCA(n_components=2, random_state=seed).fit_transform(vectors)
+    elif method == "tsne":
+        from sklearn.manifold import TSNE
+
+        tsne = TSNE(
+            n_components=2,
+            perplexity=min(perplexity, (len(words) - 1) / 3),
+            metric="cosine",
+            init="pca",
+            random_state=seed,
+        )
+        points = tsne.fit_transform(vectors)
+    else:
+        raise ValueError(f"method must be 'tsne' or 'pca', got {method!r}")
+    ax = _axes(ax, figsize=(9, 7))
+    labels = list(groups) if groups is not None else [""] * len(words)
+    for colour, group in enumerate(dict.fromkeys(labels)):
+        mask = np.array([g == group for g in labels])
+        ax.scatter(*points[mask].T, s=12, color=f"C{colour % 10}", label=group or None)
+    for word, point, label in zip(words, points, _spread_labels(points), strict=True):
+        moved = np.abs(label - point).max() > 1e-9
+        ax.annotate(
+            word,
+            point,
+            xytext=label,
+            fontsize=8,
+            alpha=0.85,
+            arrowprops=dict(arrowstyle="-", alpha=0.3, lw=0.5) if moved else None,
+        )
+    ax.set(title=title, xticks=[], yticks=[])
+    ax.margins(0.08)  # room for labels pushed to the edges
+    if groups is not None:
+        ax.legend(fontsize=8, loc="best")
+    return ax
+
+
+def _spread_labels(points: np.ndarray, *, width: float = 0.09, height: float = 0.03) -> np.ndarray:
+    """Label positions near `points` (N, 2) that overlap less: labels closer than about a
+    label's size (as fractions of the plot) push each other apart, a few hundred small steps."""
+    lo, span = points.min(axis=0), np.ptp(points, axis=0) + 1e-12
+    pos = (points - lo) / span  # (N, 2) in [0, 1]
+    size = np.array([width, height])
+    for _ in range(300):
+        delta = (pos[:, None, :] - pos[None, :, :]) / size  # (N, N, 2) in label units
+        overlap = np.maximum(0.0, 1.0 - np.abs(delta)).prod(axis=2)  # (N, N) overlap area
+        np.fill_diagonal(overlap, 0.0)
+        if not overlap.any():
+            break
+        push = (overlap[:, :, None] * np.sign(delta + 1e-9) * size).sum(axis=1)  # (N, 2)
+        pos += 0.1 * push
+    return lo + pos * span

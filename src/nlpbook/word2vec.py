@@ -9,11 +9,12 @@ to 0.75. CBOW does the same with the mean of the window's input vectors predicti
 The pieces, each small enough to test on its own:
 
 - `keep_probabilities` and `subsample`: frequent words are randomly dropped;
-- `noise_distribution` and `draw_negatives`: the unigram^0.75 noise;
+- `noise_distribution`, `unigram_table` and `draw_negatives`: the unigram^0.75 noise;
 - `skipgram_pairs` and `cbow_windows`: (centre, context) examples with word2vec's
   randomly shrunk windows, all pairs of a chunk at once (no loop over words);
-- `sgns_loss`: the loss and its gradient, which the training step applies to many pairs
-  at once with `scatter_add` (duplicated rows add up, as np.add.at would);
+- `negative_sampling_loss` (and `sgns_loss` for whole matrices): the loss and its
+  gradient, which training applies to many pairs at once with `scatter_add`
+  (duplicated rows add up, as np.add.at would);
 - `Word2Vec`: the trainer, with a learning rate that decays linearly to `min_lr`.
 
 >>> from nlpbook.corpus import Vocab
@@ -30,13 +31,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from nlpbook.corpus import Vocab
+
+if TYPE_CHECKING:
+    from gensim.models import KeyedVectors
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,8 @@ def keep_probabilities(counts: np.ndarray, *, sample: float) -> np.ndarray:
     ``p = (sqrt(f / t) + 1) * t / f``, capped at 1: words rarer than about t are always
     kept; a word making up 5% of the text with t = 1e-3 keeps about 16% of its tokens.
 
-    >>> keep_probabilities(np.array([50, 1_000 - 50]), sample=1e-3).round(3)
-    array([1.   , 0.034])
+    >>> keep_probabilities(np.array([50, 950]), sample=1e-3).round(3)  # f = 5% and 95%
+    array([0.161, 0.033])
     """
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 1 or len(counts) == 0 or (counts <= 0).any():
@@ -111,7 +115,9 @@ def unigram_table(probs: np.ndarray, *, size: int = 10_000_000) -> np.ndarray:
     return np.repeat(np.arange(len(probs), dtype=np.int32), np.diff(edges, prepend=0))
 
 
-def draw_negatives(table: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+def draw_negatives(
+    table: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator
+) -> np.ndarray:
     """Noise word ids of `shape`, drawn uniformly from the slots of a `unigram_table`."""
     return table[rng.integers(0, len(table), size=shape)]
 
@@ -156,8 +162,8 @@ def cbow_windows(
 
     >>> c, ctx, m = cbow_windows(np.array([7, 8, 9]), np.zeros(3, int), window=1,
     ...                          rng=np.random.default_rng(0))
-    >>> c.tolist(), (ctx * m).tolist()
-    ([7, 8, 9], [[0, 8], [7, 9], [8, 0]])
+    >>> c.tolist(), np.where(m > 0, ctx, -1).tolist()  # -1: an empty slot
+    ([7, 8, 9], [[-1, 8], [7, 9], [8, -1]])
     """
     if len(ids) != len(sentence):
         raise ValueError(f"{len(ids)} ids but {len(sentence)} sentence labels")
@@ -196,11 +202,11 @@ def negative_sampling_loss(
     ``(L, dL/dh (B, D), g (B, 1+K))``; the outer products g_bk h_b are never built, since
     `scatter_add` can apply them directly.
     """
-    scores = np.einsum("bd,bkd->bk", h, targets)  # (B, 1+K)
+    scores = (targets @ h[:, :, None])[:, :, 0]  # (B, 1+K, D) @ (B, D, 1) -> (B, 1+K)
     loss = -(_log_sigmoid(scores[:, 0]).sum() + _log_sigmoid(-scores[:, 1:]).sum())
     g = _sigmoid(scores)  # (B, 1+K)
     g[:, 0] -= 1.0
-    grad_h = np.einsum("bk,bkd->bd", g, targets)  # (B, D)
+    grad_h = (g[:, None, :] @ targets)[:, 0, :]  # (B, 1, 1+K) @ (B, 1+K, D) -> (B, D)
     return float(loss), grad_h, g
 
 
@@ -235,6 +241,40 @@ def _example_of(block: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(block.shape[0]), block.shape[1])
 
 
+def row_sums(
+    n_rows: int,
+    rows: np.ndarray,
+    values: np.ndarray,
+    *,
+    cols: np.ndarray | None = None,
+    weights: np.ndarray | float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``weights[i] * values[cols[i]]`` by ``rows[i]`` (cols defaults to i).
+
+    Returns the distinct rows that receive something, sorted (U,), and their sums (U, D).
+    The additions form a sparse (n_rows, B) matrix with ``weights[i]`` at
+    ``(rows[i], cols[i])``; multiplying it by `values` (B, D) does all of them at once,
+    without building one (D,) vector per i. This is what makes minibatch word2vec and
+    GloVe fast in NumPy (np.add.at does the same but slowly on 2-D data).
+
+    >>> touched, sums = row_sums(5, np.array([3, 0, 3]), np.array([[1.0], [2.0], [4.0]]))
+    >>> touched.tolist(), sums.tolist()
+    ([0, 3], [[2.0], [5.0]])
+    """
+    rows = np.asarray(rows).ravel()
+    cols = np.arange(len(rows)) if cols is None else np.asarray(cols).ravel()
+    if len(cols) != len(rows):
+        raise ValueError(f"{len(rows)} rows but {len(cols)} cols")
+    if values.ndim != 2:
+        raise ValueError(f"values must be 2-D (B, D), got shape {values.shape}")
+    weights = np.broadcast_to(np.asarray(weights, dtype=values.dtype).ravel(), rows.shape)
+    adder = sp.csr_matrix((weights, (rows, cols)), shape=(n_rows, len(values)))  # (V, B)
+    touched = np.flatnonzero(np.diff(adder.indptr))  # (U,) usually far fewer than V
+    indptr = np.concatenate(([0], adder.indptr[touched + 1]))
+    compact = sp.csr_matrix((adder.data, adder.indices, indptr), shape=(len(touched), len(values)))
+    return touched, compact @ values  # (U,), (U, D)
+
+
 def scatter_add(
     target: np.ndarray,
     rows: np.ndarray,
@@ -243,31 +283,18 @@ def scatter_add(
     cols: np.ndarray | None = None,
     weights: np.ndarray | float = 1.0,
 ) -> None:
-    """``target[rows[i]] += weights[i] * values[cols[i]]`` for every i (cols defaults to i),
-    duplicated rows adding up, as np.add.at would.
-
-    np.add.at is slow on 2-D data. Here the additions form a sparse (V, B) matrix with
-    ``weights[i]`` at ``(rows[i], cols[i])``; multiplying it by `values` (B, D) sums the
-    duplicates, without building one (D,) update per i.
+    """``target[rows[i]] += weights[i] * values[cols[i]]`` for every i, duplicated rows
+    adding up, as np.add.at would (see `row_sums`).
 
     >>> t = np.zeros((3, 2)); scatter_add(t, np.array([2, 0, 2]), np.ones((3, 2))); t
     array([[1., 1.],
            [0., 0.],
            [2., 2.]])
     """
-    rows = np.asarray(rows).ravel()
-    cols = np.arange(len(rows)) if cols is None else np.asarray(cols).ravel()
-    if len(cols) != len(rows):
-        raise ValueError(f"{len(rows)} rows but {len(cols)} cols")
     if values.ndim != 2 or values.shape[1] != target.shape[1]:
         raise ValueError(f"values must be (B, {target.shape[1]}), got {values.shape}")
-    weights = np.broadcast_to(np.asarray(weights, dtype=values.dtype).ravel(), rows.shape)
-    adder = sp.csr_matrix((weights, (rows, cols)), shape=(len(target), len(values)))  # (V, B)
-    # Keep only the rows that receive something: U of them, usually far fewer than V.
-    touched = np.flatnonzero(np.diff(adder.indptr))
-    indptr = np.concatenate(([0], adder.indptr[touched + 1]))
-    compact = sp.csr_matrix((adder.data, adder.indices, indptr), shape=(len(touched), len(values)))
-    target[touched] += compact @ values  # (U, D)
+    touched, sums = row_sums(len(target), rows, values, cols=cols, weights=weights)
+    target[touched] += sums
 
 
 @dataclass
@@ -308,7 +335,7 @@ class Word2Vec:
         """The word vectors (V, D): the input embeddings, as word2vec and gensim keep them."""
         return self.W_in
 
-    def keyed_vectors(self):
+    def keyed_vectors(self) -> KeyedVectors:
         """The vectors as gensim `KeyedVectors`, for gensim's tools and `nlpbook.embeddings`."""
         from nlpbook.embeddings import as_keyed_vectors
 
@@ -322,7 +349,9 @@ class Word2Vec:
             raise ValueError("cannot train on an empty corpus (no sentence has a known word)")
         ids = np.concatenate(sentences).astype(np.int32)  # (N,)
         if ids.min() < 0 or ids.max() >= len(self.vocab):
-            raise ValueError(f"word ids must lie in [0, {len(self.vocab)}); got {ids.min()}..{ids.max()}")
+            raise ValueError(
+                f"word ids must lie in [0, {len(self.vocab)}); got {ids.min()}..{ids.max()}"
+            )
         sentence = np.repeat(np.arange(len(sentences)), [len(s) for s in sentences])  # (N,)
         history = Word2VecHistory()
         total = cfg.epochs * len(ids)
@@ -335,7 +364,9 @@ class Word2Vec:
             for lo in range(0, len(kept_ids), cfg.chunk_words):
                 hi = min(lo + cfg.chunk_words, len(kept_ids))
                 done_before = epoch * len(ids) + (raw_pos[lo] if lo < len(raw_pos) else 0)
-                done_after = epoch * len(ids) + (raw_pos[hi - 1] + 1 if hi < len(kept_ids) else len(ids))
+                done_after = epoch * len(ids) + (
+                    raw_pos[hi - 1] + 1 if hi < len(kept_ids) else len(ids)
+                )
                 loss, n = self._train_chunk(
                     kept_ids[lo:hi], kept_sentence[lo:hi], done_before / total, done_after / total
                 )
@@ -363,12 +394,11 @@ class Word2Vec:
             centres, contexts = skipgram_pairs(ids, sentence, window=cfg.window, rng=self.rng)
             order = self.rng.permutation(len(centres))
             centres, contexts = centres[order], contexts[order]
-            n = len(centres)
         else:
             centres, windows, mask = cbow_windows(ids, sentence, window=cfg.window, rng=self.rng)
             order = self.rng.permutation(len(centres))
             centres, windows, mask = centres[order], windows[order], mask[order]
-            n = len(centres)
+        n = len(centres)
         total_loss = 0.0
         for lo in range(0, n, cfg.batch_size):
             hi = min(lo + cfg.batch_size, n)
@@ -378,13 +408,13 @@ class Word2Vec:
             targets[:, 1:] = negatives
             if cfg.arch == "skipgram":
                 targets[:, 0] = contexts[lo:hi]
-                h = self.W_in[centres[lo:hi]]  # (B, D)
+                h = self.W_in.take(centres[lo:hi], axis=0)  # (B, D)
             else:
                 targets[:, 0] = centres[lo:hi]
                 m = mask[lo:hi]  # (B, 2W)
                 h = np.einsum("bw,bwd->bd", m, self.W_in[windows[lo:hi]])  # (B, D) window sum
                 h /= m.sum(axis=1, keepdims=True)  # window mean
-            loss, grad_h, g = negative_sampling_loss(h, self.W_out[targets])
+            loss, grad_h, g = negative_sampling_loss(h, self.W_out.take(targets, axis=0))
             total_loss += loss
             scatter_add(self.W_out, targets, h, cols=_example_of(targets), weights=-lr * g)
             if cfg.arch == "skipgram":
@@ -393,5 +423,7 @@ class Word2Vec:
                 # As in word2vec.c, every word of the window receives the gradient of the
                 # mean h itself, not its 1/count share: a larger step for the input vectors.
                 example, slot = np.nonzero(mask[lo:hi])
-                scatter_add(self.W_in, windows[lo:hi][example, slot], grad_h, cols=example, weights=-lr)
+                scatter_add(
+                    self.W_in, windows[lo:hi][example, slot], grad_h, cols=example, weights=-lr
+                )
         return total_loss, n
