@@ -61,6 +61,10 @@ def test_plots_draw_what_they_are_given():
         plots.heatmap(np.eye(2), xticklabels=list("xyz"), yticklabels=list("ab"))
     with pytest.raises(ValueError, match="2 eval_steps but 1 eval values"):
         plots.loss_curve([1, 2], eval_steps=[1, 2], eval=[1])
+    ax = plots.loss_curve([1, 2], label="run A", color="C3")  # two runs on one axes
+    plots.loss_curve([2, 1], label="run B", ax=ax)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["run A", "run B"]
+    assert matplotlib.colors.same_color(ax.get_lines()[1].get_color(), "C3")
     matplotlib.pyplot.close("all")
 
 

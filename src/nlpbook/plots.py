@@ -36,18 +36,23 @@ def loss_curve(
     eval_steps: Sequence[int] = (),
     eval: Sequence[float] = (),
     eval_label: str = "validation",
+    label: str = "training",
+    color: str = "C0",
     window: int = 20,
     log: bool = False,
     title: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """Training loss per step (raw, faint, and smoothed) with optional evaluation points."""
+    """Training loss per step (raw, faint, and smoothed) with optional evaluation points.
+
+    Call it again with the same `ax` and another `label` and `color` to compare runs.
+    """
     if len(eval_steps) != len(eval):
         raise ValueError(f"{len(eval_steps)} eval_steps but {len(eval)} eval values")
     ax = _axes(ax)
     steps = np.arange(1, len(loss) + 1)
-    ax.plot(steps, loss, color="C0", alpha=0.25, linewidth=0.8)
-    ax.plot(steps, smooth(loss, window=window), color="C0", label="training")
+    ax.plot(steps, loss, color=color, alpha=0.25, linewidth=0.8)
+    ax.plot(steps, smooth(loss, window=window), color=color, label=label)
     if len(eval):
         ax.plot(eval_steps, eval, "o-", color="C1", label=eval_label)
     ax.set(xlabel="step", ylabel="loss", title=title)
@@ -187,3 +192,87 @@ def _spread_labels(points: np.ndarray, *, width: float = 0.09, height: float = 0
         push = (overlap[:, :, None] * np.sign(delta + 1e-9) * size).sum(axis=1)  # (N, 2)
         pos += 0.1 * push
     return lo + pos * span
+
+
+def gradient_norms(
+    norms: dict[str, Sequence[float]],
+    *,
+    log: bool = True,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Gradient norm per time step, one curve per model: ``{"RNN": [...], "LSTM": [...]}``.
+
+    Each curve is ``||dL/dh_t||`` for t = 1..T with the loss at the last step T (as
+    `nlpbook.rnn.hidden_gradient_norms` returns); a log scale shows vanishing gradients as
+    straight falling lines.
+    """
+    if not norms:
+        raise ValueError("no curves to draw")
+    ax = _axes(ax)
+    for name, values in norms.items():
+        values = np.asarray(values, dtype=float)
+        ax.plot(np.arange(1, len(values) + 1), values, label=name)
+    ax.set(
+        xlabel="time step t (the loss is at the last step)", ylabel=r"$\|\partial L/\partial h_t\|$"
+    )
+    ax.set_title(title)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def lstm_diagram(ax: Axes | None = None) -> Axes:
+    """A schematic of one LSTM step: the cell-state highway on top, the four gates below."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    ax = _axes(ax, figsize=(8, 4.2))
+
+    def box(x, y, text, color, w=0.9, h=0.5):
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05", fc=color, ec="black"
+            )
+        )
+        ax.text(x, y, text, ha="center", va="center", fontsize=10)
+
+    def circle(x, y, text):
+        ax.add_patch(plt.Circle((x, y), 0.22, fc="white", ec="black"))
+        ax.text(x, y, text, ha="center", va="center", fontsize=11)
+
+    def arrow(p, q, **kw):
+        ax.add_patch(FancyArrowPatch(p, q, arrowstyle="-|>", mutation_scale=12, lw=1.2, **kw))
+
+    gates = [(2.0, "forget\n$f=\\sigma$", "C3"), (3.5, "input\n$i=\\sigma$", "C2"),
+             (5.0, "candidate\n$g=\\tanh$", "C0"), (6.5, "output\n$o=\\sigma$", "C1")]  # fmt: skip
+    for x, text, color in gates:
+        box(x, 1.0, text, color, w=1.1, h=0.7)
+        arrow((x, -0.2), (x, 0.62))
+    ax.plot([0.8, 7.2], [-0.2, -0.2], color="black", lw=1.2)
+    ax.text(0.2, -0.2, "$[h_{t-1}, x_t]$", ha="center", va="center", fontsize=11)
+    circle(2.0, 3.0, r"$\times$")
+    circle(4.25, 3.0, "+")
+    circle(4.25, 2.2, r"$\times$")
+    circle(7.2, 1.9, r"$\times$")
+    box(7.2, 2.55, "tanh", "lightgrey", w=0.6, h=0.28)
+    arrow((0.3, 3.0), (1.78, 3.0))
+    ax.text(0.3, 3.25, "$c_{t-1}$", fontsize=11)
+    arrow((2.22, 3.0), (4.03, 3.0))
+    arrow((4.47, 3.0), (8.6, 3.0))
+    ax.text(8.1, 3.2, "$c_t$", fontsize=11)
+    arrow((2.0, 1.35), (2.0, 2.78))
+    arrow((3.5, 1.35), (4.05, 2.1))
+    arrow((5.0, 1.35), (4.45, 2.1))
+    arrow((4.25, 2.42), (4.25, 2.78))
+    arrow((6.5, 1.35), (7.0, 1.8))
+    arrow((7.2, 3.0), (7.2, 2.72))
+    arrow((7.2, 2.38), (7.2, 2.12))
+    arrow((7.42, 1.9), (8.6, 1.9))
+    ax.text(8.1, 1.65, "$h_t$", fontsize=11)
+    ax.text(4.25, 3.6, "cell state: erased by $f$, written by $i \\cdot g$, never squashed",
+            ha="center", fontsize=9, style="italic")  # fmt: skip
+    ax.set(xlim=(-0.3, 8.8), ylim=(-0.6, 3.9), aspect="equal")
+    ax.axis("off")
+    return ax
