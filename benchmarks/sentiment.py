@@ -27,6 +27,7 @@ from nlpbook.textclf import (
     TokenVocab,
     accuracy,
     embedding_matrix,
+    train_classifier,
 )
 
 PROFILES = {
@@ -70,21 +71,15 @@ def main() -> None:
             )
             if pretrained:
                 model.load_embeddings(glove)
-            batches = ClassificationBatches(train, labels, batch_size=cfg["batch"], seed=seed)
-            optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-            # warm up for 10% of the steps, then anneal the learning rate to almost zero
-            schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=cfg["lr"], total_steps=cfg["steps"], pct_start=0.1
-            )
             start = time.perf_counter()
-            nlpbook.fit(
+            train_classifier(
                 model,
-                batches,
-                optimizer=optimizer,
-                scheduler=schedule,
+                train,
+                labels,
                 steps=cfg["steps"],
-                grad_clip=5.0,
-                progress=False,
+                batch_size=cfg["batch"],
+                lr=cfg["lr"],
+                seed=seed,
             )
             seconds = time.perf_counter() - start
             params = sum(p.numel() for p in model.parameters() if p is not model.embed.weight)

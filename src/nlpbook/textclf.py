@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from nlpbook.corpus import Vocab
+from nlpbook.train import History, fit
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 _TOKEN = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
@@ -286,6 +287,40 @@ class RNNClassifier(nn.Module):
         logits = self.head(self.drop(sentence))
         loss = None if targets is None else nn.functional.cross_entropy(logits, targets)
         return logits, loss
+
+
+def train_classifier(
+    model: nn.Module,
+    encoded: Sequence[Sequence[int]],
+    labels: Sequence[int],
+    *,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    grad_clip: float = 5.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> History:
+    """Train a classifier such as `RNNClassifier` on encoded sentences; returns the history.
+
+    Adam with a one-cycle schedule: the learning rate rises to `lr` over the first 10% of
+    the steps, then anneals towards zero, so that the last steps settle the weights instead
+    of bouncing around. Gradients are clipped to norm `grad_clip`; `seed` sets the batch order.
+    """
+    batches = ClassificationBatches(encoded, labels, batch_size=batch_size, seed=seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
+    )
+    return fit(
+        model,
+        batches,
+        optimizer=optimizer,
+        scheduler=schedule,
+        steps=steps,
+        grad_clip=grad_clip,
+        progress=progress,
+    )
 
 
 def embedding_matrix(
