@@ -2,9 +2,9 @@
 
 Trains `nlpbook.seq2seq.Seq2Seq` (bidirectional GRU encoder, Bahdanau attention, GRU
 decoder, teacher forcing) on the 29k training pairs, lowercased and split into words and
-punctuation, then translates `test_2016_flickr` (1,000
-sentences) greedily and with beam search and scores both with sacrebleu (13a tokenization,
-case-insensitive, against the raw references). Prints one table.
+punctuation, then translates `test_2016_flickr` (1,000 sentences) greedily and with beam
+search and scores both with sacrebleu (13a tokenization, case-insensitive, against the raw
+references). Prints one table.
 
 The `cpu` profile trains for a wall-clock budget (the target is a BLEU within 10 minutes on
 2 cores). The `gpu` profile trains for a fixed number of steps with the sizes of the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import re
 import shutil
@@ -132,8 +134,6 @@ def test_colab_installs_the_same_pretrained_assets_as_the_makefile():
 
 def _chapter_settings(name: str) -> dict[str, dict]:
     """The profiles of a chapter's `nlpbook.profile.settings(...)` cell, read without running it."""
-    import ast
-
     nb = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code" and "nlpbook.profile.settings(" in cell.source:
@@ -150,8 +150,6 @@ def _chapter_settings(name: str) -> dict[str, dict]:
 
 
 def _benchmark_profiles(name: str) -> dict[str, dict]:
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location(
         f"bench_{name}", ROOT / "benchmarks" / f"{name}.py"
     )
@@ -179,7 +177,9 @@ BENCHMARKED_CHAPTERS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("bench, chapter, profiles, keys", BENCHMARKED_CHAPTERS, ids=lambda x: x)
+@pytest.mark.parametrize(
+    "bench, chapter, profiles, keys", BENCHMARKED_CHAPTERS, ids=[b[0] for b in BENCHMARKED_CHAPTERS]
+)
 def test_benchmark_uses_the_chapter_settings(bench, chapter, profiles, keys):
     bench_profiles, chapter_profiles = _benchmark_profiles(bench), _chapter_settings(chapter)
     for profile in profiles:
