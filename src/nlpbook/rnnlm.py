@@ -17,7 +17,6 @@ torch.Size([1, 7])
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -100,30 +99,6 @@ class GRULanguageModel(nn.Module):
             logits, state = self._run(nxt, state)
         self.train(was_training)
         return torch.cat(out, dim=1)
-
-
-class RandomChunks:
-    """Endless ``(x, y)`` batches of random windows of `ids`: y is x shifted by one.
-
-    >>> x, y = next(iter(RandomChunks(torch.arange(10), block_size=4, batch_size=2)))
-    >>> bool((y == x + 1).all())
-    True
-    """
-
-    def __init__(self, ids: Tensor, *, block_size: int, batch_size: int, seed: int = 0) -> None:
-        if ids.dim() != 1 or ids.numel() <= block_size:
-            raise ValueError(f"need a 1-D tensor of more than {block_size} ids, got {ids.shape}")
-        self.ids, self.block_size, self.batch_size = ids, block_size, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        offsets = torch.arange(self.block_size + 1)
-        while True:
-            starts = torch.randint(
-                self.ids.numel() - self.block_size, (self.batch_size,), generator=self.generator
-            )
-            window = self.ids[starts[:, None] + offsets]  # (B, T+1)
-            yield window[:, :-1], window[:, 1:]
 
 
 @torch.no_grad()

@@ -5,6 +5,9 @@ element of a batch is usually the targets), or the caller passes `loss_fn` to sa
 batch becomes a loss. The loop moves batches to the model's device, steps the optimizer,
 clips gradients if asked, evaluates now and then, shows a progress bar and returns the
 history. It never plots: `nlpbook.plots.loss_curve` does that.
+
+The same call trains with data parallelism when the script runs under ``torchrun`` and has
+called `nlpbook.distributed.init`: see `fit`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
+
+from nlpbook import distributed
 
 Batch = Any  # a tensor, a tuple/list of tensors, or a dict of tensors
 
@@ -85,12 +91,22 @@ def fit(
     callbacks: Iterable[Callable[[int, float, torch.nn.Module], None]] = (),
     progress: bool = True,
     desc: str = "training",
+    shard_batches: bool = True,
 ) -> History:
     """Train `model` for `steps` optimizer steps over `batches` (re-iterated as needed).
 
     `eval_fn(model)` runs in eval mode under `torch.no_grad` every `eval_every` steps and
     after the last one; each callback is called as ``callback(step, loss, model)``.
     A loss that becomes NaN or infinite stops training with an error naming the step.
+
+    Data parallelism: when a process group of more than one process is initialised
+    (`nlpbook.distributed.init` under ``torchrun``), the model is wrapped in
+    ``DistributedDataParallel``, which averages the gradients of all processes. With
+    `shard_batches` every process iterates over the same global batches and trains on its
+    own slice of each (`nlpbook.distributed.shard`), so N processes take exactly the steps
+    one process would take on the whole batches; pass ``shard_batches=False`` when each
+    process already loads its own share (e.g. with a ``DistributedSampler``). The recorded
+    loss is the average over processes, and only process 0 shows the progress bar.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -101,6 +117,11 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     history = History()
     start = time.perf_counter()
+    parallel = distributed.world_size() > 1
+    trained = model  # what computes the loss: the model, or its DDP wrapper
+    if parallel and not isinstance(model, DistributedDataParallel):
+        device_ids = [device] if device.type == "cuda" else None
+        trained = DistributedDataParallel(model, device_ids=device_ids)
 
     def evaluate(step: int) -> None:
         model.eval()
@@ -110,12 +131,17 @@ def fit(
         model.train()
 
     model.train()
-    bar = tqdm(total=steps, desc=desc, disable=not progress, mininterval=1.0)
+    show = progress and distributed.is_main()
+    bar = tqdm(total=steps, desc=desc, disable=not show, mininterval=1.0)
     for step, batch in enumerate(_cycle(batches), start=1):
-        loss = loss_fn(model, to_device(batch, device))
-        if not math.isfinite(loss.item()):
+        if parallel and shard_batches:
+            batch = distributed.shard(batch)
+        loss = loss_fn(trained, to_device(batch, device))
+        # averaged before the check, so that every process stops at the same step
+        mean_loss = distributed.mean_over_processes(loss.detach()).item()
+        if not math.isfinite(mean_loss):
             raise FloatingPointError(
-                f"loss is {loss.item()} at step {step}; lower the learning rate?"
+                f"loss is {mean_loss} at step {step}; lower the learning rate?"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -124,7 +150,7 @@ def fit(
         history.lr.append(optimizer.param_groups[0]["lr"])
         if scheduler is not None:
             scheduler.step()
-        history.loss.append(loss.item())
+        history.loss.append(mean_loss)
         history.grad_norm.append(norm.item())
         for callback in callbacks:
             callback(step, history.loss[-1], model)
