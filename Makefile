@@ -3,7 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-BUILD := _build
+# Where the book is built: $(OUT)/_build/html, with the execution cache in $(OUT)/_build
+OUT ?= .
+BUILD := $(OUT)/_build
+# Notebooks executed at once before the Sphinx build (one per core by default)
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 # Use the local data mirror that sits beside the repository, when there is one.
 MIRROR := $(wildcard $(abspath ../shared/data)/MANIFEST.tsv)
@@ -11,7 +15,7 @@ ifneq ($(MIRROR),)
 export NLPBOOK_DATA_MIRROR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: help setup setup-test book test lint strip verify-data clean
+.PHONY: help setup setup-test book test lint strip colab-cells verify-data clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,8 +40,9 @@ setup: $(VENV)/.book-installed  ## create .venv with the book's pinned dependenc
 
 setup-test: $(VENV)/.test-installed  ## setup, plus the test tools and Chromium
 
-book: setup  ## execute the chapters (cached) and build the HTML into _build/html
-	$(VENV)/bin/jupyter-book build . $(BOOK_FLAGS)
+book: setup  ## execute the chapters (cached, in parallel) and build the HTML into _build/html
+	$(PY) book/_ext/execute_notebooks.py --cache $(BUILD)/.jupyter_cache --jobs $(JOBS)
+	$(VENV)/bin/jupyter-book build . --path-output $(OUT) $(BOOK_FLAGS)
 	@echo
 	@echo "The book is in $(BUILD)/html. To read it:"
 	@echo "  $(PY) -m http.server -d $(BUILD)/html   # then open http://localhost:8000"
@@ -52,6 +57,9 @@ lint:  setup-test ## ruff and actionlint only
 
 strip: setup-test  ## remove outputs from every notebook
 	$(VENV)/bin/nbstripout --keep-id book/*.ipynb templates/*.ipynb
+
+colab-cells: setup  ## rewrite every notebook's Colab install cell from _config.yml's repository
+	$(PY) book/_ext/colab_cell.py
 
 verify-data: setup  ## fetch and verify every data file
 	$(PY) -m nlpbook.data verify

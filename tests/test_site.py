@@ -1,15 +1,18 @@
 """The built site, as a reader sees it: a strict Sphinx build, then a real headless Chromium.
 
 The book is built once per session in the smoke profile into `_build/smoke` (apart from
-`make book`'s `_build/html`, so that smoke outputs never reach the real book) and served
-from a loopback HTTP server. Requests to other hosts (the MathJax CDN, Colab, ...) are
-answered with empty responses so the checks run offline and only the site's own errors count.
-Screenshots go to `_build/screenshots/`.
+`make book`'s `_build/html`, so that smoke outputs never reach the real book) the way
+`make book` builds it: the notebooks are executed in parallel into the execution cache, then
+Sphinx builds the pages from the cache. The site is served from a loopback HTTP server.
+Requests to other hosts (Colab, Binder, ...) are answered with empty responses, so the checks
+run offline and only the site's own files count: formulas are typeset only if the site
+serves MathJax itself. Screenshots go to `_build/screenshots/`.
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import http.server
 import os
 import re
@@ -32,8 +35,21 @@ pytestmark = pytest.mark.site
 
 @pytest.fixture(scope="session")
 def build_log() -> str:
-    """Build the whole book with -W (warnings are errors) and --all; return its log."""
+    """Build the whole book as `make book` does, with -W (warnings are errors) and --all.
+
+    First the notebooks are executed in parallel into the smoke build's execution cache
+    (those `test_notebooks.py` executed are already there), then Sphinx builds the site.
+    Returns the Sphinx build's log.
+    """
     env = {**os.environ, "NLPBOOK_PROFILE": "smoke"}
+    execute = [
+        sys.executable,
+        str(ROOT / "book" / "_ext" / "execute_notebooks.py"),
+        "--cache",
+        str(SMOKE_BUILD / "_build" / ".jupyter_cache"),
+    ]
+    out = subprocess.run(execute, env=env, capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [
         str(jb),
@@ -59,6 +75,12 @@ def test_build_is_warning_free(build_log):
     ]
     assert warnings == []
     assert "build succeeded" in build_log
+
+
+def test_build_executes_nothing_after_the_parallel_run(build_log):
+    """Every notebook was executed into the cache beforehand; Sphinx only reads the cache."""
+    assert "Executing notebook" not in build_log
+    assert build_log.count("Using cached notebook") == len(toc_notebooks())
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +156,14 @@ def _page_url(base_url: str, file: str) -> str:
     return urljoin(base_url, f"{file}.html")
 
 
+def _h1(page: Path) -> str:
+    """The text of a built page's title, without the "#" permalink."""
+    h1 = re.search(r"<h1>(.*?)</h1>", page.read_text(encoding="utf-8"), flags=re.S)
+    assert h1, f"{page} has no <h1>"
+    text = re.sub(r'<a class="headerlink".*?</a>', "", h1.group(1), flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
+
+
 def test_landing_page_cards_link_to_every_chapter(browser, base_url):
     visit = Visit(browser, base_url + "book/intro.html")
     try:
@@ -147,9 +177,10 @@ def test_landing_page_cards_link_to_every_chapter(browser, base_url):
         assert len(hrefs) == len(titles) > 0
         linked = {urlparse(h).path.lstrip("/").removesuffix(".html") for h in hrefs}
         assert linked == set(toc_files()[1:]), "every chapter has exactly one card"
-        for href in hrefs:
+        for href, title in zip(hrefs, titles, strict=True):
             target = HTML / urlparse(href).path.lstrip("/")
             assert target.is_file(), f"card links to a missing page: {href}"
+            assert title == _h1(target), f"the card for {href} is titled differently"
         assert visit.errors == [] and visit.broken_images() == []
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         visit.page.screenshot(path=SCREENSHOTS / "landing.png", full_page=True)
@@ -173,12 +204,70 @@ def test_page_loads_cleanly(browser, base_url, file):
         assert visit.errors == []
         assert visit.broken_images() == []
         assert visit.page.locator("article.bd-article h1").count() == 1
+        _check_math_is_typeset(visit)
+        _check_images_have_alt_text(visit)
         stderr = visit.page.eval_on_selector_all(".output.stderr", "es => es.map(e => e.innerText)")
         assert not [s for s in stderr if "Warning" in s or "Traceback" in s], stderr
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         visit.page.screenshot(path=SCREENSHOTS / f"{Path(file).name}.png", full_page=True)
     finally:
         visit.close()
+
+
+def _check_math_is_typeset(visit: Visit) -> None:
+    """Every formula became MathJax output, served by the site itself (no CDN)."""
+    if not visit.page.locator("article.bd-article .math").count():
+        return
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        visit.page.wait_for_function("window.MathJax && MathJax.startup", timeout=15_000)
+    except PlaywrightTimeout:
+        pytest.fail("MathJax did not start: the page does not load it from the site")
+    visit.page.evaluate("MathJax.startup.promise")  # resolves once the page is typeset
+    untypeset = visit.page.eval_on_selector_all(
+        "article.bd-article .math",
+        "ms => ms.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent)",
+    )
+    assert untypeset == []
+    assert visit.page.locator("article.bd-article mjx-merror").count() == 0
+    prose = visit.page.evaluate(
+        """() => {
+            const article = document.querySelector("article.bd-article").cloneNode(true);
+            article.querySelectorAll("pre, code, .cell_output, mjx-assistive-mml")
+                .forEach(e => e.remove());
+            return article.textContent;
+        }"""
+    )
+    raw = re.findall(r"\\\(.{0,30}|\\\[.{0,30}|\$\$.{0,30}", prose)
+    assert raw == [], "formulas left as TeX"
+    mathjax = visit.page.eval_on_selector_all("script[src*=mathjax]", "ss => ss.map(s => s.src)")
+    assert mathjax and all(urlparse(s).netloc == urlparse(visit.page.url).netloc for s in mathjax)
+
+
+def _check_images_have_alt_text(visit: Visit) -> None:
+    """Figures say what they show: an alt text that is neither empty nor a file's path."""
+    alts = visit.page.eval_on_selector_all(
+        "article.bd-article img", "imgs => imgs.map(i => i.getAttribute('alt') || '')"
+    )
+    pathlike = re.compile(r"(^|/)[\w.-]+\.(png|jpe?g|gif|svg|webp)$|_images/", re.I)
+    bad = [alt for alt in alts if not alt.strip() or pathlike.search(alt.strip())]
+    assert bad == [], "images without a meaningful alt text"
+
+
+def test_one_search_box_on_desktop_and_a_search_button_on_phones(browser, base_url):
+    """The theme's header bar would add a second search field beside the sidebar's."""
+    visible = (
+        "bs => bs.filter(b => b.offsetParent !== null && b.getBoundingClientRect().width > 0)"
+        ".length"
+    )
+    for width, expected in [(1280, 1), (390, 1)]:
+        visit = Visit(browser, base_url + "book/tokenizers.html", width=width)
+        try:
+            shown = visit.page.eval_on_selector_all(".search-button__button", visible)
+            assert shown == expected, f"{shown} search controls at {width}px"
+        finally:
+            visit.close()
 
 
 @pytest.mark.parametrize("path", toc_notebooks(), ids=lambda p: p.stem)
@@ -216,11 +305,17 @@ def test_search_finds_a_chapter(browser, base_url):
     "path", [p for p in toc_notebooks() if p.stem != "running"], ids=lambda p: p.stem
 )
 def test_chapter_shows_figures_and_hidden_solutions(browser, base_url, path):
-    """A chapter renders at least one figure, and its exercise solutions start hidden."""
+    """A chapter renders a figure; its exercises count from 1; their solutions start hidden."""
     file = path.relative_to(ROOT).with_suffix("").as_posix()
     visit = Visit(browser, _page_url(base_url, file))
     try:
         assert visit.page.locator("article.bd-article .cell_output img").count() >= 1
+        numbers = visit.page.eval_on_selector_all(
+            "article.bd-article .exercise .caption-number",
+            "ns => ns.map(n => n.innerText.trim())",
+        )
+        # numbered per page, in order: the first exercise of every chapter is "Exercise 1"
+        assert numbers == [f"Exercise {i}" for i in range(1, len(numbers) + 1)], numbers
         solutions = visit.page.locator("article.bd-article .solution.dropdown")
         assert solutions.count() >= 3
         assert not solutions.first.locator(".admonition-title ~ *").first.is_visible()

@@ -1,0 +1,215 @@
+"""The character-level "baby GPT" on Tiny Shakespeare: validation loss and training speed.
+
+The recipe is nanoGPT's CPU example (4 layers, 4 heads, 128 dimensions, block 64, batch 12,
+2,000 iterations, AdamW with lr 1e-3, beta2 0.99, weight decay 0.1 on matrices, 100 warm-up
+steps and cosine decay to 1e-4, gradient clipping at 1, no dropout) on nanoGPT's split: the
+first 90% of the characters for training, the rest for validation. Our model is
+`nlpbook.gpt.GPT`, trained by the book's shared loop `nlpbook.fit`; the validation loss is the
+mean over the *whole* validation split (`nlpbook.lmdata.mean_loss`), not an estimate.
+
+    python benchmarks/chargpt.py                      # ours
+    python benchmarks/chargpt.py --nanogpt ../nanoGPT # and nanoGPT's train.py, side by side
+    torchrun --nproc_per_node=2 benchmarks/chargpt.py --iters 200   # data-parallel
+
+With ``--nanogpt PATH`` (a checkout of https://github.com/karpathy/nanoGPT), the same run
+writes the data in nanoGPT's format to a temporary folder, runs its `train.py` there with the
+same settings and thread count, reads its per-iteration times, and scores its final
+checkpoint with the same `mean_loss`. Under `torchrun`, each of the N processes trains on
+its share of every global batch of 12 and gradients are averaged (DistributedDataParallel).
+
+The last line printed is ``val_loss=<float> seconds=<float>`` for our model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import pickle
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import nlpbook
+from nlpbook import data, distributed
+from nlpbook.gpt import GPT, GPTConfig
+from nlpbook.lmdata import RandomChunks, mean_loss
+from nlpbook.schedule import warmup_cosine
+
+RECIPE = dict(
+    n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, lr=1e-3, min_lr=1e-4,
+    warmup=100, beta2=0.99, weight_decay=0.1, grad_clip=1.0,
+)  # fmt: skip
+
+
+def char_data() -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Tiny Shakespeare as character ids, split 90/10 as nanoGPT does."""
+    text = data.tiny_shakespeare()
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    ids = torch.tensor([stoi[c] for c in text], dtype=torch.long)
+    split = int(0.9 * len(ids))
+    return chars, ids[:split], ids[split:]
+
+
+def adamw(model: torch.nn.Module) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices and embeddings only (not on norms or biases)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": RECIPE["weight_decay"]},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=RECIPE["lr"], betas=(0.9, RECIPE["beta2"]))
+
+
+def train_ours(iters: int, seed: int) -> dict:
+    chars, train_ids, val_ids = char_data()
+    nlpbook.set_seed(seed)
+    config = GPTConfig(
+        vocab_size=len(chars),
+        block_size=RECIPE["block_size"],
+        n_layer=RECIPE["n_layer"],
+        n_head=RECIPE["n_head"],
+        n_embd=RECIPE["n_embd"],
+        bias=False,
+        mlp="gelu",
+    )
+    model = GPT(config)
+    optimizer = adamw(model)
+    schedule = warmup_cosine(
+        optimizer, warmup_steps=RECIPE["warmup"], total_steps=iters, min_lr=RECIPE["min_lr"]
+    )
+    batches = RandomChunks(
+        train_ids, block_size=RECIPE["block_size"], batch_size=RECIPE["batch_size"], seed=seed
+    )
+    stamps: list[float] = []
+    history = nlpbook.fit(
+        model,
+        batches,  # under torchrun, fit gives each process its rows of every batch
+        optimizer=optimizer,
+        scheduler=schedule,
+        steps=iters,
+        grad_clip=RECIPE["grad_clip"],
+        callbacks=[lambda step, loss, model: stamps.append(time.perf_counter())],
+        progress=False,
+    )
+    val = mean_loss(model, val_ids, block_size=RECIPE["block_size"])
+    return {
+        "what": "nlpbook GPT + fit",
+        "params": sum(p.numel() for p in model.parameters()),
+        "ms/iter": 1000 * statistics.median(np.diff(stamps)) if len(stamps) > 1 else float("nan"),
+        "seconds": history.seconds,
+        "train loss": statistics.fmean(history.loss[-50:]),
+        "val loss": val,
+    }
+
+
+class _FullLogits(torch.nn.Module):
+    """nanoGPT's model returns logits for every position only when given targets."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx: torch.Tensor):
+        return self.model(idx, idx)
+
+
+def train_nanogpt(checkout: Path, iters: int, threads: int) -> dict:
+    """Run nanoGPT's own train.py on the same data and settings; score its checkpoint."""
+    chars, train_ids, val_ids = char_data()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in ("train.py", "model.py", "configurator.py"):
+            shutil.copy(checkout / name, work / name)
+        folder = work / "data" / "shakespeare_char"
+        folder.mkdir(parents=True)
+        train_ids.numpy().astype(np.uint16).tofile(folder / "train.bin")
+        val_ids.numpy().astype(np.uint16).tofile(folder / "val.bin")
+        meta = {"vocab_size": len(chars), "itos": dict(enumerate(chars))}
+        (folder / "meta.pkl").write_bytes(pickle.dumps(meta))
+        r = RECIPE
+        args = [
+            "--dataset=shakespeare_char", "--device=cpu", "--compile=False", "--dtype=float32",
+            "--eval_iters=20", "--log_interval=1", f"--block_size={r['block_size']}",
+            f"--batch_size={r['batch_size']}", f"--n_layer={r['n_layer']}",
+            f"--n_head={r['n_head']}", f"--n_embd={r['n_embd']}", f"--max_iters={iters}",
+            f"--lr_decay_iters={iters}", "--dropout=0.0", f"--eval_interval={iters}",
+            "--always_save_checkpoint=True", "--out_dir=out", "--gradient_accumulation_steps=1",
+            f"--learning_rate={r['lr']}", f"--min_lr={r['min_lr']}",
+            f"--warmup_iters={r['warmup']}", f"--beta2={r['beta2']}", "--wandb_log=False",
+        ]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        start = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "train.py", *args], cwd=work, env=env, capture_output=True, text=True
+        )
+        seconds = time.perf_counter() - start
+        if out.returncode != 0:
+            raise RuntimeError(f"nanoGPT's train.py failed:\n{out.stdout[-2000:]}{out.stderr}")
+        times = [
+            float(t)
+            for t in re.findall(r"^iter \d+: loss [\d.]+, time ([\d.]+)ms", out.stdout, re.M)
+        ]
+        losses = [float(x) for x in re.findall(r"^iter \d+: loss ([\d.]+),", out.stdout, re.M)]
+        spec = importlib.util.spec_from_file_location("nanogpt_model", work / "model.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        ckpt = torch.load(work / "out" / "ckpt.pt", map_location="cpu", weights_only=False)
+        if ckpt["iter_num"] != iters:
+            raise RuntimeError(f"nanoGPT's checkpoint is from iteration {ckpt['iter_num']}")
+        model = module.GPT(module.GPTConfig(**ckpt["model_args"]))
+        model.load_state_dict(ckpt["model"])
+        val = mean_loss(_FullLogits(model), val_ids, block_size=RECIPE["block_size"])
+    return {
+        "what": "nanoGPT train.py",
+        "params": sum(p.numel() for p in model.parameters()),
+        "ms/iter": statistics.median(times[1:]),  # the first includes warm-up of the kernels
+        "seconds": seconds,
+        "train loss": statistics.fmean(losses[-50:]),
+        "val loss": val,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iters", type=int, default=2000, help="training iterations")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--nanogpt", type=Path, default=None, help="a nanoGPT checkout to compare")
+    args = parser.parse_args()
+    rank, world = distributed.init()
+    threads = args.threads or max(1, torch.get_num_threads() // world)
+    torch.set_num_threads(threads)
+    rows = [train_ours(args.iters, args.seed)]
+    if args.nanogpt is not None and rank == 0:
+        rows.append(train_nanogpt(args.nanogpt, args.iters, threads))
+    if rank == 0:
+        print(
+            f"Tiny Shakespeare, characters, {args.iters} iterations of {RECIPE['batch_size']} x "
+            f"{RECIPE['block_size']}, {world} process(es) x {threads} thread(s)"
+        )
+        print(f"{'model':<20}{'params':>10}{'ms/iter':>10}{'seconds':>10}"
+              f"{'train loss':>12}{'val loss':>10}")  # fmt: skip
+        for row in rows:
+            print(
+                f"{row['what']:<20}{row['params']:>10,}{row['ms/iter']:>10.1f}"
+                f"{row['seconds']:>10.1f}{row['train loss']:>12.4f}{row['val loss']:>10.4f}"
+            )
+        if len(rows) == 2:
+            ratio = rows[1]["ms/iter"] / rows[0]["ms/iter"]
+            print(f"speed ratio (nanoGPT ms/iter / ours): {ratio:.2f}")
+        print(f"val_loss={rows[0]['val loss']:.4f} seconds={rows[0]['seconds']:.1f}")
+    distributed.finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The transformer block, shared by the classifier, the GPT and the BERT of the book.
+
+One `Block` is attention followed by an MLP, each wrapped in a residual connection and a
+normalisation. Its options switch between the families of models::
+
+    pre-LN  (GPT-2, Llama):  x = x + attn(norm1(x));  x = x + mlp(norm2(x))
+    post-LN (BERT):          x = norm1(x + attn(x));  x = norm2(x + mlp(x))
+
+with LayerNorm or `RMSNorm`, a GELU MLP (``fc``, ``proj``) or a SwiGLU one (``gate_proj``,
+``up_proj``, ``down_proj``), biases or none, and grouped-query attention.
+`KVCache` keeps the keys and values of past tokens so that a decoder computes each new
+token once. `TransformerClassifier` is a small encoder for sentence classification with
+the same interface as `nlpbook.textclf.RNNClassifier`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from nlpbook.attention import MultiHeadAttention, SinusoidalPositions, padding_mask
+
+Norm = Literal["layer", "rms"]
+MLPKind = Literal["gelu", "gelu_tanh", "swiglu"]
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square normalisation (Zhang & Sennrich 2019): ``x / rms(x) * weight``.
+
+    LayerNorm without subtracting the mean and without a bias; computed in float32 and
+    equal to Hugging Face's ``LlamaRMSNorm``.
+    """
+
+    def __init__(self, dim: int, *, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, eps={self.eps}"
+
+
+def make_norm(kind: Norm, dim: int, *, eps: float, bias: bool = True) -> nn.Module:
+    """``"layer"`` (LayerNorm, with a bias if `bias`) or ``"rms"`` (`RMSNorm`)."""
+    if kind == "layer":
+        return nn.LayerNorm(dim, eps=eps, bias=bias)
+    if kind == "rms":
+        return RMSNorm(dim, eps=eps)
+    raise ValueError(f"norm must be 'layer' or 'rms', got {kind!r}")
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: ``proj(gelu(fc(x)))``, C -> d_ff -> C.
+
+    ``approximate="tanh"`` is GPT-2's GELU; BERT uses the exact one.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, *, bias: bool = True, approximate: str = "none"):
+        super().__init__()
+        self.fc = nn.Linear(d_model, d_ff, bias=bias)
+        self.proj = nn.Linear(d_ff, d_model, bias=bias)
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(F.gelu(self.fc(x), approximate=self.approximate))
+
+
+class SwiGLU(nn.Module):
+    """Gated feed-forward network of Llama (Shazeer 2020): ``down(silu(gate(x)) * up(x))``."""
+
+    def __init__(self, d_model: int, d_ff: int, *, bias: bool = False) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(d_model, d_ff, bias=bias)
+        self.up_proj = nn.Linear(d_model, d_ff, bias=bias)
+        self.down_proj = nn.Linear(d_ff, d_model, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    """One transformer layer: attention and an MLP, each with a residual and a norm.
+
+    ``forward(x (B, T, C), *, mask=None, is_causal=False, rope=None, cache=None)
+    -> (B, T, C)``; the keywords go to `MultiHeadAttention`.
+    """
+
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int | None = None,  # None: as many as n_heads
+        d_ff: int,
+        norm: Norm = "layer",
+        norm_eps: float = 1e-5,
+        mlp: MLPKind = "gelu",
+        prenorm: bool = True,  # False: post-LN, as in the original transformer and BERT
+        bias: bool = True,  # in every Linear and LayerNorm
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.prenorm = prenorm
+        self.attn = MultiHeadAttention(
+            d_model, n_heads, n_kv_heads=n_kv_heads, bias=bias, dropout=dropout
+        )
+        self.norm1 = make_norm(norm, d_model, eps=norm_eps, bias=bias)
+        self.norm2 = make_norm(norm, d_model, eps=norm_eps, bias=bias)
+        if mlp == "swiglu":
+            self.mlp: nn.Module = SwiGLU(d_model, d_ff, bias=bias)
+        elif mlp in ("gelu", "gelu_tanh"):
+            approximate = "tanh" if mlp == "gelu_tanh" else "none"
+            self.mlp = MLP(d_model, d_ff, bias=bias, approximate=approximate)
+        else:
+            raise ValueError(f"mlp must be 'gelu', 'gelu_tanh' or 'swiglu', got {mlp!r}")
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        rope: tuple[Tensor, Tensor] | None = None,
+        cache: LayerKV | None = None,
+    ) -> Tensor:
+        def attend(h: Tensor) -> Tensor:
+            return self.drop(self.attn(h, mask=mask, is_causal=is_causal, rope=rope, cache=cache))
+
+        if self.prenorm:
+            x = x + attend(self.norm1(x))
+            return x + self.drop(self.mlp(self.norm2(x)))
+        x = self.norm1(x + attend(x))
+        return self.norm2(x + self.drop(self.mlp(x)))
+
+
+class LayerKV:
+    """One layer's cached keys and values, each (B, Hkv, T_cached, hs), grown by `update`."""
+
+    def __init__(self) -> None:
+        self.k: Tensor | None = None
+        self.v: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.size(2)
+
+    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append the new tokens' k and v (B, Hkv, T, hs); return all of them so far."""
+        if self.k is None or self.v is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat([self.k, k], dim=2)  # (B, Hkv, past + T, hs)
+            self.v = torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+
+class KVCache:
+    """Keys and values of every layer for incremental decoding; ``.length`` = tokens cached.
+
+    A decoder reads the prompt once, then feeds one new token per step: each layer appends
+    that token's key and value to ``layers[i]`` and attends over everything cached.
+    """
+
+    def __init__(self, n_layers: int, *, batch_size: int | None = None) -> None:
+        self.layers = [LayerKV() for _ in range(n_layers)]
+        self.batch_size = batch_size
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length if self.layers else 0
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep the batch rows `index` (B',) in that order, e.g. the surviving beams."""
+        for layer in self.layers:
+            if layer.k is not None and layer.v is not None:
+                layer.k, layer.v = layer.k[index], layer.v[index]
+        self.batch_size = len(index)
+
+    def __repr__(self) -> str:
+        return f"KVCache(layers={len(self.layers)}, length={self.length})"
+
+
+@dataclass(frozen=True)
+class TransformerClassifierConfig:
+    vocab_size: int
+    num_classes: int = 2
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int | None = None  # None: 4 * d_model
+    max_len: int = 512  # longest sentence, in tokens
+    positions: Literal["learned", "sinusoidal"] = "learned"
+    norm: Norm = "layer"
+    prenorm: bool = True
+    mlp: MLPKind = "gelu"
+    dropout: float = 0.1
+    pad_id: int = 0
+
+
+class TransformerClassifier(nn.Module):
+    """Embed tokens and positions, run encoder blocks, average the real tokens, classify.
+
+    Padding keys are masked in every block and left out of the average, so a sentence gets
+    the same logits alone or in a padded batch. ``forward(ids (B, T), lengths (B,),
+    targets=None) -> (logits (B, num_classes), loss)``, like `textclf.RNNClassifier`, so
+    `textclf.train_classifier` and `textclf.accuracy` work unchanged.
+    """
+
+    def __init__(self, config: TransformerClassifierConfig) -> None:
+        super().__init__()
+        if config.positions not in ("learned", "sinusoidal"):
+            raise ValueError(
+                f"positions must be 'learned' or 'sinusoidal', got {config.positions!r}"
+            )
+        self.config = config
+        C = config.d_model
+        self.embed = nn.Embedding(config.vocab_size, C, padding_idx=config.pad_id)
+        if config.positions == "learned":
+            self.pos: nn.Module = nn.Embedding(config.max_len, C)
+        else:
+            self.pos = SinusoidalPositions(config.max_len, C)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            Block(
+                d_model=C,
+                n_heads=config.n_heads,
+                d_ff=config.d_ff or 4 * C,
+                norm=config.norm,
+                mlp=config.mlp,
+                prenorm=config.prenorm,
+                dropout=config.dropout,
+            )
+            for _ in range(config.n_layers)
+        )
+        self.norm = make_norm(config.norm, C, eps=1e-5) if config.prenorm else nn.Identity()
+        self.head = nn.Linear(C, config.num_classes)
+
+    def load_embeddings(self, matrix: Tensor, *, freeze: bool = False) -> None:
+        """Copy a (V, d_model) matrix into the embedding layer, e.g. from `embedding_matrix`."""
+        if matrix.shape != self.embed.weight.shape:
+            raise ValueError(
+                f"embedding matrix {tuple(matrix.shape)} does not match the layer "
+                f"{tuple(self.embed.weight.shape)}"
+            )
+        with torch.no_grad():
+            self.embed.weight.copy_(matrix)
+        self.embed.weight.requires_grad_(not freeze)
+
+    def forward(
+        self, ids: Tensor, lengths: Tensor, targets: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        if ids.dim() != 2 or lengths.shape != ids.shape[:1]:
+            raise ValueError(
+                f"expected ids (B, T) and lengths (B,), got {tuple(ids.shape)} "
+                f"and {tuple(lengths.shape)}"
+            )
+        B, T = ids.shape
+        if T > self.config.max_len:
+            raise ValueError(
+                f"sequences of {T} tokens are longer than max_len={self.config.max_len}"
+            )
+        lengths = lengths.to(ids.device)
+        real = torch.arange(T, device=ids.device) < lengths[:, None]  # (B, T)
+        positions = torch.arange(T, device=ids.device)
+        x = self.drop(self.embed(ids) + self.pos(positions))  # (B, T, C)
+        mask = padding_mask(real)  # (B, 1, 1, T)
+        for block in self.blocks:
+            x = block(x, mask=mask)
+        x = self.norm(x)
+        weights = real.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        sentence = (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)  # (B, C)
+        logits = self.head(self.drop(sentence))
+        loss = None if targets is None else F.cross_entropy(logits, targets)
+        return logits, loss

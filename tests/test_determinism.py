@@ -1,0 +1,58 @@
+"""Executing a chapter twice in one profile prints the same numbers (DESIGN.md, Determinism).
+
+`word-embeddings` trains GloVe from random initial vectors, fits a classifier on embedding
+features and projects vectors with PCA, so it exercises `nlpbook.set_seed` and the seeded
+generators that the package's functions take. It prints no timings, so every text output is
+compared exactly, with nothing masked.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import ROOT
+
+CHAPTER = ROOT / "book" / "word-embeddings.ipynb"
+
+
+def _text_outputs(nb: nbformat.NotebookNode) -> list[tuple[int, str, str]]:
+    """(cell index, kind, text) for every stream, result, display and error output."""
+    texts = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                texts.append((index, output.name, output.text))
+            elif output.output_type == "error":
+                texts.append((index, "error", f"{output.ename}: {output.evalue}"))
+            else:
+                for mime, data in output.get("data", {}).items():
+                    if mime.startswith("text/") or mime.endswith("json"):
+                        text = data if isinstance(data, str) else json.dumps(data, sort_keys=True)
+                        texts.append((index, mime, text))
+    return texts
+
+
+def _execute(path, monkeypatch) -> nbformat.NotebookNode:
+    monkeypatch.setenv("NLPBOOK_PROFILE", "smoke")
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        record_timing=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
+    return nb
+
+
+@pytest.mark.notebooks
+def test_a_chapter_prints_the_same_outputs_twice(monkeypatch):
+    first = _text_outputs(_execute(CHAPTER, monkeypatch))
+    second = _text_outputs(_execute(CHAPTER, monkeypatch))
+    assert len(first) >= 10, "the chapter should print enough to compare"
+    differing = [(a, b) for a, b in zip(first, second, strict=True) if a != b]
+    assert differing == [], "outputs that differ between two runs (cell, kind, text)"
