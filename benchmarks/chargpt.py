@@ -12,10 +12,12 @@ mean over the *whole* validation split (`nlpbook.lmdata.mean_loss`), not an esti
     torchrun --nproc_per_node=2 benchmarks/chargpt.py --iters 200   # data-parallel
 
 With ``--nanogpt PATH`` (a checkout of https://github.com/karpathy/nanoGPT), the same run
-writes the data in nanoGPT's format to a temporary folder, runs its `train.py` there with the
-same settings and thread count, reads its per-iteration times, and scores its final
-checkpoint with the same `mean_loss`. Under `torchrun`, each of the N processes trains on
-its share of every global batch of 12 and gradients are averaged (DistributedDataParallel).
+writes the data in nanoGPT's format to a temporary folder and runs its `train.py` there with
+the same settings and thread count *at the same time* as ours (so that both see the same
+machine: give each process one core with ``--threads 1``), reads its per-iteration times, and
+scores its final checkpoint with the same `mean_loss`. Under `torchrun`, each of the N
+processes trains on its share of every global batch of 12 and gradients are averaged
+(DistributedDataParallel).
 
 The last line printed is ``val_loss=<float> seconds=<float>`` for our model.
 """
@@ -23,7 +25,9 @@ The last line printed is ``val_loss=<float> seconds=<float>`` for our model.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import os
 import pickle
 import re
@@ -120,55 +124,62 @@ class _FullLogits(torch.nn.Module):
         self.model = model
 
     def forward(self, idx: torch.Tensor):
+        idx = idx.contiguous()  # nanoGPT views the targets as one row
         return self.model(idx, idx)
 
 
-def train_nanogpt(checkout: Path, iters: int, threads: int) -> dict:
-    """Run nanoGPT's own train.py on the same data and settings; score its checkpoint."""
+def start_nanogpt(checkout: Path, work: Path, iters: int, threads: int) -> subprocess.Popen:
+    """Start nanoGPT's own train.py in `work` on the same data and settings as ours."""
     chars, train_ids, val_ids = char_data()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        for name in ("train.py", "model.py", "configurator.py"):
-            shutil.copy(checkout / name, work / name)
-        folder = work / "data" / "shakespeare_char"
-        folder.mkdir(parents=True)
-        train_ids.numpy().astype(np.uint16).tofile(folder / "train.bin")
-        val_ids.numpy().astype(np.uint16).tofile(folder / "val.bin")
-        meta = {"vocab_size": len(chars), "itos": dict(enumerate(chars))}
-        (folder / "meta.pkl").write_bytes(pickle.dumps(meta))
-        r = RECIPE
-        args = [
-            "--dataset=shakespeare_char", "--device=cpu", "--compile=False", "--dtype=float32",
-            "--eval_iters=20", "--log_interval=1", f"--block_size={r['block_size']}",
-            f"--batch_size={r['batch_size']}", f"--n_layer={r['n_layer']}",
-            f"--n_head={r['n_head']}", f"--n_embd={r['n_embd']}", f"--max_iters={iters}",
-            f"--lr_decay_iters={iters}", "--dropout=0.0", f"--eval_interval={iters}",
-            "--always_save_checkpoint=True", "--out_dir=out", "--gradient_accumulation_steps=1",
-            f"--learning_rate={r['lr']}", f"--min_lr={r['min_lr']}",
-            f"--warmup_iters={r['warmup']}", f"--beta2={r['beta2']}", "--wandb_log=False",
-        ]  # fmt: skip
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        start = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "train.py", *args], cwd=work, env=env, capture_output=True, text=True
-        )
-        seconds = time.perf_counter() - start
-        if out.returncode != 0:
-            raise RuntimeError(f"nanoGPT's train.py failed:\n{out.stdout[-2000:]}{out.stderr}")
-        times = [
-            float(t)
-            for t in re.findall(r"^iter \d+: loss [\d.]+, time ([\d.]+)ms", out.stdout, re.M)
-        ]
-        losses = [float(x) for x in re.findall(r"^iter \d+: loss ([\d.]+),", out.stdout, re.M)]
-        spec = importlib.util.spec_from_file_location("nanogpt_model", work / "model.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        ckpt = torch.load(work / "out" / "ckpt.pt", map_location="cpu", weights_only=False)
-        if ckpt["iter_num"] != iters:
-            raise RuntimeError(f"nanoGPT's checkpoint is from iteration {ckpt['iter_num']}")
+    for name in ("train.py", "model.py", "configurator.py"):
+        shutil.copy(checkout / name, work / name)
+    folder = work / "data" / "shakespeare_char"
+    folder.mkdir(parents=True)
+    train_ids.numpy().astype(np.uint16).tofile(folder / "train.bin")
+    val_ids.numpy().astype(np.uint16).tofile(folder / "val.bin")
+    meta = {"vocab_size": len(chars), "itos": dict(enumerate(chars))}
+    (folder / "meta.pkl").write_bytes(pickle.dumps(meta))
+    r = RECIPE
+    args = [
+        "--dataset=shakespeare_char", "--device=cpu", "--compile=False", "--dtype=float32",
+        "--eval_iters=20", "--log_interval=1", f"--block_size={r['block_size']}",
+        f"--batch_size={r['batch_size']}", f"--n_layer={r['n_layer']}",
+        f"--n_head={r['n_head']}", f"--n_embd={r['n_embd']}", f"--max_iters={iters}",
+        f"--lr_decay_iters={iters}", "--dropout=0.0", f"--eval_interval={iters}",
+        "--always_save_checkpoint=True", "--out_dir=out", "--gradient_accumulation_steps=1",
+        f"--learning_rate={r['lr']}", f"--min_lr={r['min_lr']}",
+        f"--warmup_iters={r['warmup']}", f"--beta2={r['beta2']}", "--wandb_log=False",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    return subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish_nanogpt(process: subprocess.Popen, work: Path, iters: int, start: float) -> dict:
+    """Wait for nanoGPT, read its per-iteration times, score its final checkpoint."""
+    stdout, stderr = process.communicate()
+    seconds = time.perf_counter() - start
+    if process.returncode != 0:
+        raise RuntimeError(f"nanoGPT's train.py failed:\n{stdout[-2000:]}{stderr}")
+    times = [float(t) for t in re.findall(r"^iter \d+: loss [\d.]+, time ([\d.]+)ms", stdout, re.M)]
+    losses = [float(x) for x in re.findall(r"^iter \d+: loss ([\d.]+),", stdout, re.M)]
+    spec = importlib.util.spec_from_file_location("nanogpt_model", work / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ckpt = torch.load(work / "out" / "ckpt.pt", map_location="cpu", weights_only=False)
+    if ckpt["iter_num"] != iters:
+        raise RuntimeError(f"nanoGPT's checkpoint is from iteration {ckpt['iter_num']}")
+    with contextlib.redirect_stdout(io.StringIO()):  # its constructor prints the size
         model = module.GPT(module.GPTConfig(**ckpt["model_args"]))
-        model.load_state_dict(ckpt["model"])
-        val = mean_loss(_FullLogits(model), val_ids, block_size=RECIPE["block_size"])
+    model.load_state_dict(ckpt["model"])
+    _, _, val_ids = char_data()
+    val = mean_loss(_FullLogits(model), val_ids, block_size=RECIPE["block_size"])
     return {
         "what": "nanoGPT train.py",
         "params": sum(p.numel() for p in model.parameters()),
@@ -189,9 +200,14 @@ def main() -> None:
     rank, world = distributed.init()
     threads = args.threads or max(1, torch.get_num_threads() // world)
     torch.set_num_threads(threads)
-    rows = [train_ours(args.iters, args.seed)]
-    if args.nanogpt is not None and rank == 0:
-        rows.append(train_nanogpt(args.nanogpt, args.iters, threads))
+    if args.nanogpt is None or rank != 0:
+        rows = [train_ours(args.iters, args.seed)]
+    else:  # both at once, so that both see the same machine
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            process = start_nanogpt(args.nanogpt, Path(tmp), args.iters, threads)
+            rows = [train_ours(args.iters, args.seed)]
+            rows.append(finish_nanogpt(process, Path(tmp), args.iters, start))
     if rank == 0:
         print(
             f"Tiny Shakespeare, characters, {args.iters} iterations of {RECIPE['batch_size']} x "
