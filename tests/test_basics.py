@@ -41,13 +41,6 @@ def test_auto_device():
     assert auto_device().type == expected == auto_device(None).type
 
 
-def test_smooth_matches_hand_computed_moving_average():
-    np.testing.assert_allclose(plots.smooth([1, 3, 5, 7], window=2), [1, 2, 4, 6])
-    np.testing.assert_allclose(plots.smooth([2, 4, 6], window=10), [2, 3, 4])
-    with pytest.raises(ValueError, match="window must be at least 1"):
-        plots.smooth([1], window=0)
-
-
 def test_plots_draw_what_they_are_given():
     ax = plots.loss_curve([3, 2, 1.5, 1.2], eval_steps=[2, 4], eval=[2.5, 1.4], window=2)
     lines = ax.get_lines()

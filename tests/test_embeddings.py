@@ -97,6 +97,26 @@ def test_average_vectors():
     np.testing.assert_allclose(feats, [[0.5, 0.5], [0, 0], MATRIX[1]], atol=1e-7)
 
 
+def test_average_vectors_with_fasttext_subwords():
+    # a tiny fastText model: "cats" never occurs, but its n-grams do
+    from gensim.models import FastText
+
+    corpus = [["the", "cat", "sat", "on", "the", "mat"], ["a", "cat", "and", "a", "hat"]] * 20
+    model = FastText(corpus, vector_size=8, min_count=1, min_n=3, max_n=4, bucket=1_000,
+                     epochs=2, workers=1, seed=0)  # fmt: skip
+    kv = model.wv
+    assert "cats" not in kv.key_to_index
+    skipped = average_vectors(kv, [["cat", "cats"], ["cats"]])
+    np.testing.assert_allclose(skipped[0], kv["cat"], rtol=1e-6)  # the unseen word is left out
+    np.testing.assert_array_equal(skipped[1], 0)
+    built = average_vectors(kv, [["cat", "cats"], ["cats"]], subwords=True)
+    np.testing.assert_allclose(built[0], (kv["cat"] + kv["cats"]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(built[1], kv["cats"], rtol=1e-6)
+    assert np.abs(built[1]).sum() > 0
+    with pytest.raises(ValueError, match="subwords=True needs fastText vectors"):
+        average_vectors((WORDS, MATRIX), [["a"]], subwords=True)
+
+
 def test_pretrained_glove_loads_and_solves_king_queen():
     kv = load_glove()
     assert isinstance(kv, KeyedVectors)

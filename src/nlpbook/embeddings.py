@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from gensim.models import KeyedVectors
+from gensim.models.fasttext import FastTextKeyedVectors
 from scipy.stats import spearmanr
 
 from nlpbook import assets, data
@@ -258,22 +259,32 @@ def analogies(
     return AnalogyResult(sections, skipped)
 
 
-def average_vectors(vectors: Vectors, texts: Sequence[Sequence[str]]) -> np.ndarray:
+def average_vectors(
+    vectors: Vectors, texts: Sequence[Sequence[str]], *, subwords: bool = False
+) -> np.ndarray:
     """Each text (a list of tokens) as the mean vector of its known words, zeros if none.
 
     The simplest sentence representation: order is lost, but it makes a strong baseline
-    for classifiers.
+    for classifiers. Words without a vector are skipped, unless `subwords` is set and the
+    vectors are fastText's: then an unseen word gets the vector its character n-grams build.
 
     >>> average_vectors((["a", "b"], np.array([[1.0, 0.0], [0.0, 1.0]])), [["a", "b", "z"], ["z"]])
     array([[0.5, 0.5],
            [0. , 0. ]], dtype=float32)
     """
     kv = as_keyed_vectors(vectors)
+    if subwords and not isinstance(kv, FastTextKeyedVectors):
+        raise ValueError(
+            f"subwords=True needs fastText vectors (FastTextKeyedVectors), got {type(kv).__name__}"
+        )
     out = np.zeros((len(texts), kv.vector_size), dtype=np.float32)  # (B, D)
     for row, tokens in enumerate(texts):
-        ids = [kv.key_to_index[t] for t in tokens if t in kv.key_to_index]
-        if ids:
-            out[row] = kv.vectors[ids].mean(axis=0)
+        if subwords:
+            known = [kv.get_vector(t) for t in tokens]  # n-gram vectors for unseen words
+        else:
+            known = [kv.vectors[kv.key_to_index[t]] for t in tokens if t in kv.key_to_index]
+        if known:
+            out[row] = np.mean(known, axis=0)
     return out
 
 

@@ -16,18 +16,38 @@ def _axes(ax: Axes | None, figsize: tuple[float, float] = (6, 3.5)) -> Axes:
 
 
 def smooth(values: Sequence[float], *, window: int) -> np.ndarray:
-    """Moving average over `window` points (shorter at the start), same length as input.
+    """Centred, triangle-weighted moving average, same length as the input, without lag.
 
-    >>> smooth([1, 3, 5, 7], window=2)
-    array([1., 2., 4., 6.])
+    Each point becomes a weighted mean of itself and the ``window // 2`` points on each side,
+    with weights falling linearly away from it (``[1, 2, 3, 2, 1]`` for ``window=5``). Near
+    the ends, where fewer points exist on one side, the window shrinks on *both* sides to
+    stay centred, down to the raw point at each end. So the curve never lags behind the data
+    (a trailing mean sits above a falling loss), and because points enter and leave the
+    window with the smallest weight, a steep first step does not make a kink where the
+    full window begins. A straight line comes back unchanged.
+
+    >>> smooth([1, 3, 5, 7, 9], window=3)  # a trend is not delayed
+    array([1., 3., 5., 7., 9.])
+    >>> smooth([0, 4, 0, 4, 0], window=3)  # (0 + 2*4 + 0) / 4 = 2, (4 + 0 + 4) / 4 = 2
+    array([0., 2., 2., 2., 0.])
     """
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
     x = np.asarray(values, dtype=float)
-    csum = np.cumsum(np.insert(x, 0, 0.0))
-    idx = np.arange(1, len(x) + 1)
-    lo = np.maximum(idx - window, 0)
-    return (csum[idx] - csum[lo]) / (idx - lo)
+    n, half = len(x), window // 2
+    out = np.empty(n)
+    if n > 2 * half:  # the middle: one convolution with the full triangle
+        out[half : n - half] = np.convolve(x, _triangle(half), mode="valid")
+    for i in [*range(min(half, n)), *range(max(n - half, min(half, n)), n)]:  # the ends
+        h = min(half, i, n - 1 - i)
+        out[i] = x[i - h : i + h + 1] @ _triangle(h)
+    return out
+
+
+def _triangle(half: int) -> np.ndarray:
+    """Weights ``1, 2, ..., half + 1, ..., 2, 1``, normalised to sum to one."""
+    weights = half + 1 - np.abs(np.arange(-half, half + 1))
+    return weights / weights.sum()
 
 
 def loss_curve(
@@ -45,7 +65,9 @@ def loss_curve(
 ) -> Axes:
     """Training loss per step (raw, faint, and smoothed) with optional evaluation points.
 
-    Call it again with the same `ax` and another `label` and `color` to compare runs.
+    The smoothed line is `smooth`'s centred, triangle-weighted average over `window` steps:
+    it follows the raw points without lagging behind them. Call it again with the same `ax`
+    and another `label` and `color` to compare runs.
     """
     if len(eval_steps) != len(eval):
         raise ValueError(f"{len(eval_steps)} eval_steps but {len(eval)} eval values")
@@ -160,37 +182,72 @@ def embedding_map(
     for colour, group in enumerate(dict.fromkeys(labels)):
         mask = np.array([g == group for g in labels])
         ax.scatter(*points[mask].T, s=12, color=f"C{colour % 10}", label=group or None)
-    for word, point, label in zip(words, points, _spread_labels(points), strict=True):
-        moved = np.abs(label - point).max() > 1e-9
+    widths = np.array([_CHAR_WIDTH * len(word) + 0.01 for word in words])
+    label_pos = _spread_labels(points, widths)
+    for word, point, label in zip(words, points, label_pos, strict=True):
+        # the annotation's `xy` is the point itself, so callers can find a word's point
         ax.annotate(
             word,
             point,
             xytext=label,
             fontsize=8,
-            alpha=0.85,
-            arrowprops=dict(arrowstyle="-", alpha=0.3, lw=0.5) if moved else None,
+            ha="center",
+            va="center",
+            arrowprops=dict(arrowstyle="-", alpha=0.35, lw=0.5, shrinkA=0, shrinkB=2),
         )
-    ax.set(title=title, xticks=[], yticks=[])
-    ax.margins(0.08)  # room for labels pushed to the edges
+    # limits that hold every label box, not only the points: nothing is clipped
+    span = np.ptp(points, axis=0) + 1e-12
+    half = np.stack([widths / 2, np.full(len(words), _LABEL_HEIGHT / 2)], axis=1) * span
+    low = np.minimum(points, label_pos - half).min(axis=0)
+    high = np.maximum(points, label_pos + half).max(axis=0)
+    pad = 0.02 * (high - low)
+    ax.set(xlim=(low[0] - pad[0], high[0] + pad[0]), ylim=(low[1] - pad[1], high[1] + pad[1]))
+    names = ("PC 1", "PC 2") if method == "pca" else ("t-SNE 1", "t-SNE 2")
+    ax.set(title=title, xticks=[], yticks=[], xlabel=names[0], ylabel=names[1])
     if groups is not None:
-        ax.legend(fontsize=8, loc="best")
+        # outside the plot, so that it never hides points or labels
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return ax
 
 
-def _spread_labels(points: np.ndarray, *, width: float = 0.09, height: float = 0.03) -> np.ndarray:
-    """Label positions near `points` (N, 2) that overlap less: labels closer than about a
-    label's size (as fractions of the plot) push each other apart, a few hundred small steps."""
+_CHAR_WIDTH = 0.0085  # width of one character of an 8-point label, as a fraction of a 9-inch map
+_LABEL_HEIGHT = 0.03
+
+
+def _spread_labels(
+    points: np.ndarray, widths: np.ndarray, *, steps: int = 1_500, spring: float = 0.005
+) -> np.ndarray:
+    """Label centres near `points` (N, 2) whose boxes overlap neither each other nor the points.
+
+    Works in plot fractions: label i is a box `widths[i]` wide and `_LABEL_HEIGHT` high,
+    starting just above its point. Overlapping boxes push each other apart, points push
+    boxes off themselves, and a weak spring pulls each label back towards its point; a few
+    hundred small steps.
+    """
     lo, span = points.min(axis=0), np.ptp(points, axis=0) + 1e-12
-    pos = (points - lo) / span  # (N, 2) in [0, 1]
-    size = np.array([width, height])
-    for _ in range(300):
-        delta = (pos[:, None, :] - pos[None, :, :]) / size  # (N, N, 2) in label units
-        overlap = np.maximum(0.0, 1.0 - np.abs(delta)).prod(axis=2)  # (N, N) overlap area
-        np.fill_diagonal(overlap, 0.0)
-        if not overlap.any():
+    anchor = (points - lo) / span  # (N, 2) in [0, 1]
+    home = anchor + [0.0, 0.7 * _LABEL_HEIGHT]  # just above the point
+    pos = home.copy()
+    size = np.stack([widths, np.full(len(widths), _LABEL_HEIGHT)], axis=1)  # (N, 2)
+    dot = np.array([0.012, 0.012])  # the box a point occupies
+    for step in range(steps):
+        pair_size = (size[:, None, :] + size[None, :, :]) / 2  # (N, N, 2)
+        delta = pos[:, None, :] - pos[None, :, :]  # (N, N, 2)
+        overlap = np.maximum(0.0, pair_size - np.abs(delta))  # (N, N, 2) overlap per axis
+        both = overlap.prod(axis=2) > 0
+        np.fill_diagonal(both, False)
+        to_dot = pos[:, None, :] - anchor[None, :, :]  # (N, N, 2) label -> every point
+        dot_overlap = np.maximum(0.0, (size[:, None, :] + dot) / 2 - np.abs(to_dot))
+        on_dot = dot_overlap.prod(axis=2) > 0
+        if not both.any() and not on_dot.any():
             break
-        push = (overlap[:, :, None] * np.sign(delta + 1e-9) * size).sum(axis=1)  # (N, 2)
-        pos += 0.1 * push
+        # move along the axis of least overlap, the cheap way out of a box
+        push = np.where(overlap[..., 1:] <= overlap[..., :1], [0.0, 1.0], [1.0, 0.0])
+        push = (both[..., None] * push * overlap * np.sign(delta + 1e-9)).sum(axis=1)
+        push_dot = np.where(dot_overlap[..., 1:] <= dot_overlap[..., :1], [0.0, 1.0], [1.0, 0.0])
+        push_dot = (on_dot[..., None] * push_dot * dot_overlap * np.sign(to_dot + 1e-9)).sum(axis=1)
+        # the spring fades out, so that late steps only separate what still overlaps
+        pos += 0.5 * push + 0.5 * push_dot + spring * (1 - step / steps) * (home - pos)
     return lo + pos * span
 
 
