@@ -163,3 +163,20 @@ def test_bleu_is_sacrebleu_and_detokenize_stops_at_eos():
     assert bleu([text], ["A dog runs."]).score == pytest.approx(100.0)
     assert bleu([text], ["A dog runs."], lowercase=False).score < 100.0
     assert bleu(["a cat sleeps ."], ["A dog runs."]).score < 20.0
+
+
+def test_unknown_words_are_dropped_before_bleu_and_refused_by_it():
+    """``<unk>`` is not a word: left in, sacrebleu splits it into ``< unk >``, three tokens
+    that lengthen the hypothesis and hide a brevity penalty; `bleu` refuses it."""
+    vocab = TokenVocab(("<pad>", "<unk>", "<bos>", "<eos>", "a", "dog", "runs", "."))
+    assert detokenize([2, 4, 1, 5, 0, 3], vocab) == "a dog"
+    assert detokenize([4, 1, 5, 3], vocab, keep_unk=True) == "a <unk> dog"
+    with pytest.raises(ValueError, match=r"hypothesis 1 contains \['<unk>'\]"):
+        bleu(["a dog runs .", "a <unk> runs ."], ["A dog runs.", "A cat runs."])
+    # what the check prevents: 13a turns "<unk>" into three tokens, ratio 7/4 instead of 2/4
+    import sacrebleu
+
+    inflated = sacrebleu.corpus_bleu(["a <unk> ."], [["a dog runs ."]], force=True)
+    assert (inflated.sys_len, inflated.ref_len) == (5, 4)
+    dropped = bleu([detokenize([4, 1, 7], vocab)], ["a dog runs ."])
+    assert (dropped.sys_len, dropped.ref_len) == (2, 4) and dropped.bp < 1.0

@@ -69,7 +69,9 @@ def test_bucket_batches_cover_every_index_once_with_similar_lengths():
     ]
 
 
-@pytest.mark.parametrize(("cell", "pooling"), [("lstm", "last"), ("gru", "last"), ("lstm", "max")])
+@pytest.mark.parametrize(
+    ("cell", "pooling"), [("rnn", "last"), ("lstm", "last"), ("gru", "last"), ("lstm", "max")]
+)
 def test_classifier_ignores_padding(cell, pooling):
     """A sentence scored alone or padded inside a batch gets the same logits (1e-5)."""
     torch.manual_seed(0)
@@ -159,3 +161,24 @@ def test_train_classifier_with_its_schedule_learns_the_order_task():
     assert accuracy(model, test) > 0.9
     with pytest.raises(ValueError, match="sentences but"):
         train_classifier(model, sentences[:5], labels[:4], steps=10)
+
+
+def test_train_classifier_records_a_validation_curve():
+    """`eval_fn` runs every `eval_every` steps and after the last: steps 8, 16, 20."""
+    sentences, labels = _order_task(seed=2)
+    model = RNNClassifier(ClassifierConfig(vocab_size=20, embed_dim=8, hidden_size=8))
+    test = ClassificationBatches(sentences[500:], labels[500:], batch_size=50, shuffle=False)
+    history = train_classifier(
+        model, sentences[:500], labels[:500], steps=20, eval_fn=lambda m: accuracy(m, test),
+        eval_every=8,
+    )  # fmt: skip
+    assert history.eval_steps == [8, 16, 20]
+    assert all(0.0 <= a <= 1.0 for a in history.eval)
+
+
+def test_plain_rnn_cell_is_torch_rnn_and_unknown_cells_are_refused():
+    """``cell="rnn"`` is PyTorch's Elman RNN with tanh; a misspelt cell names the choices."""
+    model = RNNClassifier(ClassifierConfig(vocab_size=10, hidden_size=4, cell="rnn"))
+    assert isinstance(model.rnn, torch.nn.RNN) and model.rnn.nonlinearity == "tanh"
+    with pytest.raises(ValueError, match=r"one of \['gru', 'lstm', 'rnn'\], got 'lstn'"):
+        RNNClassifier(ClassifierConfig(vocab_size=10, cell="lstn"))

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nlpbook.textclf import TokenVocab, bucket_batches, pad_batch
+from nlpbook.textclf import BOS, EOS, PAD, UNK, TokenVocab, bucket_batches, pad_batch
 
 
 @dataclass(frozen=True)
@@ -391,12 +391,25 @@ def translate(
     return out
 
 
-def detokenize(ids: Sequence[int], vocab: TokenVocab, *, eos_id: int = 3) -> str:
-    """The tokens of `ids` joined by spaces, stopping at ``<eos>``."""
+def detokenize(
+    ids: Sequence[int], vocab: TokenVocab, *, eos_id: int = 3, keep_unk: bool = False
+) -> str:
+    """The words of `ids` joined by spaces, stopping at ``<eos>``.
+
+    Special tokens (``<pad>``, ``<bos>``) are dropped, and so is ``<unk>`` unless `keep_unk`:
+    the placeholder is not a word of the target language, and left in a hypothesis it would
+    count as a (wrong) word in BLEU, or as three after sacrebleu splits it into ``< unk >``.
+    Keep it to *show* where the model had no word.
+
+    >>> v = TokenVocab(("<pad>", "<unk>", "<bos>", "<eos>", "a", "dog"))
+    >>> detokenize([4, 1, 5, 3, 4], v), detokenize([4, 1, 5], v, keep_unk=True)
+    ('a dog', 'a <unk> dog')
+    """
     ids = list(ids)
     if eos_id in ids:
         ids = ids[: ids.index(eos_id)]
-    return " ".join(vocab.decode(ids))
+    drop = {PAD, BOS, EOS} if keep_unk else {PAD, BOS, EOS, UNK}
+    return " ".join(t for t in vocab.decode(ids) if t not in drop)
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[str], *, lowercase: bool = True):
@@ -404,6 +417,8 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], *, lowercase: boo
     tokenization; case-insensitive by default since the translator writes lowercase.
 
     Returns sacrebleu's `BLEUScore` (``.score`` is the number, ``str()`` the full line).
+    A hypothesis that still contains a special token such as ``<unk>`` is an error: it would
+    be scored as words (`detokenize` removes them).
     """
     import sacrebleu
 
@@ -411,6 +426,13 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], *, lowercase: boo
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
     if len(hypotheses) == 0:
         raise ValueError("no sentences to score")
+    for number, hyp in enumerate(hypotheses):
+        special = {PAD, UNK, BOS, EOS}.intersection(hyp.split())
+        if special:
+            raise ValueError(
+                f"hypothesis {number} contains {sorted(special)}: {hyp!r}; special tokens are "
+                "not words and must be removed before scoring (detokenize does this)"
+            )
     # force: our hypotheses are tokenized on purpose; 13a splits the references the same way
     return sacrebleu.corpus_bleu(
         list(hypotheses), [list(references)], lowercase=lowercase, force=True

@@ -8,14 +8,14 @@ The pipeline, from text to a prediction::
                           --RNNClassifier--> logits (B, num_classes)
 
 `RNNClassifier` packs the padded batch (`nn.utils.rnn.pack_padded_sequence`) so that its
-LSTM or GRU never reads padding, and reads the final state of each direction.
+plain RNN, LSTM or GRU never reads padding, and reads the final state of each direction.
 `embedding_matrix` starts its embeddings from pretrained vectors such as GloVe.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -210,7 +210,7 @@ class ClassifierConfig:
     num_classes: int = 2
     embed_dim: int = 50  # 50 matches GloVe 6B-50d
     hidden_size: int = 128  # per direction
-    cell: Literal["lstm", "gru"] = "lstm"
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # "rnn": Elman's tanh RNN, no gates
     bidirectional: bool = True
     num_layers: int = 1
     dropout: float = 0.3  # on the embeddings and on the sentence vector
@@ -218,8 +218,11 @@ class ClassifierConfig:
     pad_id: int = 0
 
 
+_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
 class RNNClassifier(nn.Module):
-    """Embed, run an (optionally bidirectional) LSTM or GRU, classify the sentence vector.
+    """Embed, run an (optionally bidirectional) RNN, LSTM or GRU, classify the sentence vector.
 
     The sentence vector is the final state of each direction (``pooling="last"``) or the
     element-wise maximum of the outputs over the real time steps (``pooling="max"``), which
@@ -231,14 +234,13 @@ class RNNClassifier(nn.Module):
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
-        if config.cell not in ("lstm", "gru"):
-            raise ValueError(f"cell must be 'lstm' or 'gru', got {config.cell!r}")
+        if config.cell not in _CELLS:
+            raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {config.cell!r}")
         if config.pooling not in ("last", "max"):
             raise ValueError(f"pooling must be 'last' or 'max', got {config.pooling!r}")
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_id)
-        rnn_class = nn.LSTM if config.cell == "lstm" else nn.GRU
-        self.rnn = rnn_class(
+        self.rnn = _CELLS[config.cell](
             config.embed_dim,
             config.hidden_size,
             num_layers=config.num_layers,
@@ -299,6 +301,8 @@ def train_classifier(
     lr: float = 2e-3,
     grad_clip: float = 5.0,
     seed: int = 0,
+    eval_fn: Callable[[nn.Module], float] | None = None,
+    eval_every: int | None = None,
     progress: bool = False,
 ) -> History:
     """Train a classifier such as `RNNClassifier` on encoded sentences; returns the history.
@@ -306,6 +310,8 @@ def train_classifier(
     Adam with a one-cycle schedule: the learning rate rises to `lr` over the first 10% of
     the steps, then anneals towards zero, so that the last steps settle the weights instead
     of bouncing around. Gradients are clipped to norm `grad_clip`; `seed` sets the batch order.
+    `eval_fn(model)` (e.g. dev accuracy) runs every `eval_every` steps and after the last one,
+    into ``history.eval``, which draws a validation curve beside the training loss.
     """
     batches = ClassificationBatches(encoded, labels, batch_size=batch_size, seed=seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -319,6 +325,8 @@ def train_classifier(
         scheduler=schedule,
         steps=steps,
         grad_clip=grad_clip,
+        eval_fn=eval_fn,
+        eval_every=eval_every,
         progress=progress,
     )
 
