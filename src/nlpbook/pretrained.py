@@ -111,7 +111,15 @@ def _ready(name: str, model: Any, *, device: str | torch.device | None, source: 
 
 @contextlib.contextmanager
 def _hub_error(name: str, *, known: dict[str, _BookModel]) -> Iterator[None]:
-    """Turn transformers' "not found" error for a name we do not know into one listing ours."""
+    """Turn transformers' "not found" error for a name we do not know into one listing ours.
+
+    Also hides transformers' weight-loading progress bar meanwhile (the one printed line
+    says what was loaded), and shows it again afterwards if it was on.
+    """
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         yield
     except OSError as err:
@@ -121,6 +129,9 @@ def _hub_error(name: str, *, known: dict[str, _BookModel]) -> Iterator[None]:
             f"{name!r} is not one of the book's models ({', '.join(sorted(known))}) and "
             f"transformers could not load it as a hub id or folder: {err}"
         ) from err
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def _converted(name: str) -> tuple[Path, str]:

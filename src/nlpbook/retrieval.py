@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from nlpbook.bert import mean_pool
+
 POOLINGS = ("mean", "cls")
 
 
@@ -175,8 +177,6 @@ def encode(
     tokens' vectors (padding excluded, see `nlpbook.bert.mean_pool`); ``"cls"`` takes the
     vector at the ``[CLS]`` position. The vectors are not normalised.
     """
-    from nlpbook.bert import mean_pool  # one copy of the pooling, the one the BERT page shows
-
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     if isinstance(texts, str):
