@@ -28,8 +28,8 @@ from jupyter_cache.executors.basic import ExecutionWorkerLocalMProc, ProcessData
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def toc_notebooks(root: Path = ROOT) -> list[Path]:
-    """The notebooks of `_toc.yml`, in reading order."""
+def toc_files(root: Path = ROOT) -> list[str]:
+    """Every page of `_toc.yml` (the root first), as paths without suffix, e.g. 'book/intro'."""
     toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
     files = [toc["root"]]
 
@@ -41,7 +41,12 @@ def toc_notebooks(root: Path = ROOT) -> list[Path]:
 
     for part in toc.get("parts", []):
         walk(part.get("chapters", []))
-    return [root / f"{f}.ipynb" for f in files if (root / f"{f}.ipynb").is_file()]
+    return files
+
+
+def toc_notebooks(root: Path = ROOT) -> list[Path]:
+    """The notebooks of `_toc.yml`, in reading order."""
+    return [root / f"{f}.ipynb" for f in toc_files(root) if (root / f"{f}.ipynb").is_file()]
 
 
 def _execute(data: ProcessData) -> tuple[int, str, float]:
