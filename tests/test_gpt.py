@@ -313,3 +313,27 @@ def test_smollm2_greedy_generation_equals_hf_generate(smollm2):
         pad_token_id=pad,
     )
     assert torch.equal(got, expected), tokenizer.batch_decode(got)
+
+
+@pytest.mark.parametrize("num_beams, length_penalty", [(3, 1.0), (4, 0.0)])
+def test_smollm2_beam_search_equals_hf_generate(smollm2, num_beams, length_penalty):
+    """Beam search on the real weights, a left-padded batch, with the chat's end token:
+    our GPT gives HF's tokens for several widths and length penalties."""
+    from nlpbook.generation import generate
+
+    tokenizer, hf, ours = smollm2
+    tokenizer.padding_side = "left"
+    prompts = ["The capital of France is", "Write a haiku about the sea:\n"]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    eos, pad = hf.generation_config.eos_token_id, tokenizer.pad_token_id
+    kwargs = dict(max_new_tokens=10, num_beams=num_beams, length_penalty=length_penalty)
+    expected = hf.generate(**batch, do_sample=False, eos_token_id=eos, pad_token_id=pad, **kwargs)
+    got = generate(
+        ours,
+        batch.input_ids,
+        attention_mask=batch.attention_mask,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        **kwargs,
+    )
+    assert torch.equal(got, expected), tokenizer.batch_decode(got)
