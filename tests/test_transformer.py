@@ -151,3 +151,11 @@ def test_transformer_classifier_rejects_bad_input():
         model.load_embeddings(torch.zeros(10, 3))
     model.load_embeddings(torch.ones(10, 64), freeze=True)
     assert not model.embed.weight.requires_grad and model.embed.weight[3, 0] == 1.0
+
+
+def test_learned_positions_start_small_next_to_word_vectors():
+    """Position vectors start at std 0.02 (GPT-2's choice), not nn.Embedding's N(0, 1)."""
+    torch.manual_seed(0)
+    model = TransformerClassifier(TransformerClassifierConfig(vocab_size=20, d_model=64))
+    std = model.pos.weight.std().item()
+    assert 0.018 < std < 0.022, std

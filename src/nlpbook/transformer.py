@@ -227,6 +227,8 @@ class TransformerClassifier(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, C, padding_idx=config.pad_id)
         if config.positions == "learned":
             self.pos: nn.Module = nn.Embedding(config.max_len, C)
+            # small, as in GPT-2: nn.Embedding's N(0, 1) would drown the word vectors
+            nn.init.normal_(self.pos.weight, mean=0.0, std=0.02)
         else:
             self.pos = SinusoidalPositions(config.max_len, C)
         self.drop = nn.Dropout(config.dropout)
