@@ -227,8 +227,6 @@ class TransformerClassifier(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, C, padding_idx=config.pad_id)
         if config.positions == "learned":
             self.pos: nn.Module = nn.Embedding(config.max_len, C)
-            # small, as in GPT-2: nn.Embedding's N(0, 1) would drown the word vectors
-            nn.init.normal_(self.pos.weight, mean=0.0, std=0.02)
         else:
             self.pos = SinusoidalPositions(config.max_len, C)
         self.drop = nn.Dropout(config.dropout)
@@ -246,6 +244,13 @@ class TransformerClassifier(nn.Module):
         )
         self.norm = make_norm(config.norm, C, eps=1e-5) if config.prenorm else nn.Identity()
         self.head = nn.Linear(C, config.num_classes)
+        # GPT-2's embedding init: small words and positions, not nn.Embedding's N(0, 1),
+        # so that neither drowns the other (nor pretrained word vectors loaded later)
+        for table in (self.embed, self.pos):
+            if isinstance(table, nn.Embedding):
+                nn.init.normal_(table.weight, mean=0.0, std=0.02)
+        with torch.no_grad():
+            self.embed.weight[config.pad_id].zero_()
 
     def load_embeddings(self, matrix: Tensor, *, freeze: bool = False) -> None:
         """Copy a (V, d_model) matrix into the embedding layer, e.g. from `embedding_matrix`."""
