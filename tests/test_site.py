@@ -324,3 +324,18 @@ def test_chapter_shows_figures_and_hidden_solutions(browser, base_url, path):
         assert solutions.first.locator(".admonition-title ~ *").first.is_visible()
     finally:
         visit.close()
+
+
+def test_attention_view_changes_with_the_head(browser, base_url):
+    """The lab's interactive attention view runs in the static page: picking a head redraws it."""
+    visit = Visit(browser, _page_url(base_url, "book/lab-attention-visualization"))
+    try:
+        view = visit.page.locator(".attnviz").first
+        weights = "ls => ls.map(l => l.getAttribute('data-weight')).join()"
+        before = view.locator(".attnviz-line").evaluate_all(weights)
+        assert before
+        view.locator(".attnviz-head").select_option("mean")
+        assert view.locator(".attnviz-line").evaluate_all(weights) != before
+        assert visit.errors == []
+    finally:
+        visit.close()
