@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -49,6 +50,57 @@ MODELS = {
 }
 
 
+class Setup(NamedTuple):
+    """What every run shares: the training phrases, vocabulary, dev batches and GloVe matrix."""
+
+    texts: list[str]
+    labels: np.ndarray
+    vocab: TokenVocab
+    train: list[list[int]]
+    dev: ClassificationBatches
+    glove: torch.Tensor
+    coverage: float  # the fraction of the vocabulary that has a GloVe vector
+    dev_size: int  # dev sentences
+
+
+def prepare(cfg: dict, *, dev: tuple[list[str], np.ndarray] | None = None) -> Setup:
+    """The data of a profile's runs, as the chapter prepares it (`dev`: default SST-2 dev)."""
+    texts, labels = data.sst2("train")
+    texts, labels = texts[: cfg["train_examples"]], labels[: cfg["train_examples"]]
+    dev_texts, dev_labels = dev if dev is not None else data.sst2("dev")
+    vocab = TokenVocab.build((t.split() for t in texts), min_count=1)
+    train = [vocab.encode(t.split()) for t in texts]
+    dev_batches = ClassificationBatches(
+        [vocab.encode(t.split()) for t in dev_texts], dev_labels, batch_size=256, shuffle=False
+    )
+    glove, coverage = embedding_matrix(vocab, load_glove(), seed=0)  # as in the chapter
+    return Setup(texts, labels, vocab, train, dev_batches, glove, coverage, len(dev_texts))
+
+
+def train_one(setup: Setup, cfg: dict, name: str, *, seed: int) -> tuple[float, float, int]:
+    """Train model `name` (one of MODELS) once; (dev accuracy, seconds, non-embedding params)."""
+    cell, pretrained = MODELS[name]
+    nlpbook.set_seed(seed)  # the seed sets the initial weights and the batch order
+    model = RNNClassifier(
+        ClassifierConfig(len(setup.vocab), embed_dim=50, hidden_size=cfg["hidden"], cell=cell)
+    )
+    if pretrained:
+        model.load_embeddings(setup.glove)
+    start = time.perf_counter()
+    train_classifier(
+        model,
+        setup.train,
+        setup.labels,
+        steps=cfg["steps"],
+        batch_size=cfg["batch"],
+        lr=cfg["lr"],
+        seed=seed,
+    )
+    seconds = time.perf_counter() - start
+    params = sum(p.numel() for p in model.parameters() if p is not model.embed.weight)
+    return accuracy(model, setup.dev), seconds, params
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", choices=tuple(PROFILES), default="cpu")
@@ -59,43 +111,18 @@ def main() -> None:
     cfg = PROFILES[args.profile]
     torch.set_num_threads(args.threads)
 
-    texts, labels = data.sst2("train")
-    texts, labels = texts[: cfg["train_examples"]], labels[: cfg["train_examples"]]
-    dev_texts, dev_labels = data.sst2("dev")
-    vocab = TokenVocab.build((t.split() for t in texts), min_count=1)
-    train = [vocab.encode(t.split()) for t in texts]
-    dev = ClassificationBatches(
-        [vocab.encode(t.split()) for t in dev_texts], dev_labels, batch_size=256, shuffle=False
-    )
-    glove, coverage = embedding_matrix(vocab, load_glove(), seed=0)  # as in the chapter
+    setup = prepare(cfg)
+    texts, vocab, coverage = setup.texts, setup.vocab, setup.coverage
 
     rows = []
     for name in args.models:
-        cell, pretrained = MODELS[name]
-        for seed in args.seeds:  # the seed sets the initial weights and the batch order
-            nlpbook.set_seed(seed)
-            model = RNNClassifier(
-                ClassifierConfig(len(vocab), embed_dim=50, hidden_size=cfg["hidden"], cell=cell)
-            )
-            if pretrained:
-                model.load_embeddings(glove)
-            start = time.perf_counter()
-            train_classifier(
-                model,
-                train,
-                labels,
-                steps=cfg["steps"],
-                batch_size=cfg["batch"],
-                lr=cfg["lr"],
-                seed=seed,
-            )
-            seconds = time.perf_counter() - start
-            params = sum(p.numel() for p in model.parameters() if p is not model.embed.weight)
-            rows.append((name, seed, accuracy(model, dev), seconds, params))
+        for seed in args.seeds:
+            acc, seconds, params = train_one(setup, cfg, name, seed=seed)
+            rows.append((name, seed, acc, seconds, params))
             print(f"{name} seed {seed}: {rows[-1][2]:.1%} in {seconds:.0f} s", flush=True)
 
     print(
-        f"\nSST-2 dev ({len(dev_texts)} sentences), profile {args.profile}, {args.threads} "
+        f"\nSST-2 dev ({setup.dev_size} sentences), profile {args.profile}, {args.threads} "
         f"thread(s): {len(texts)} training phrases, vocabulary {len(vocab)} "
         f"({coverage:.1%} in GloVe), {cfg['steps']} steps of {cfg['batch']}, "
         f"bidirectional, hidden {cfg['hidden']}, seeds {args.seeds}"

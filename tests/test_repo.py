@@ -268,6 +268,14 @@ BENCHMARKED_CHAPTERS = [
         ["cpu", "gpu"],
         {"steps": "clf_steps", "hidden": "clf_hidden", "train_examples": "sst_examples"},
     ),
+    (
+        "finetune_sst2",
+        "pretrained-transformers",
+        ["smoke", "cpu", "gpu"],
+        {"steps": "ft_steps", "batch": "ft_batch", "lr": "ft_lr", "warmup": "ft_warmup",
+         "max_length": "ft_max_length", "frozen_examples": "frozen_examples", "shots": "shots",
+         "prompt_batch": "prompt_batch", "dev_examples": "dev_examples"},
+    ),
 ]  # fmt: skip
 
 
