@@ -6,7 +6,7 @@ one left-padded batch. For every strategy of `nlpbook.textmetrics.STRATEGIES` (g
 search of width 2/4/8, sampling at temperature 0.7/1.0/1.3, top-k 50, top-p 0.9, greedy with a
 repetition penalty or n-gram blocking) the script runs our `GPT` with our `generate` and
 Hugging Face's model with its own ``generate``, alternately, `repeats` times each, with the
-same seed for sampling, and reports:
+same seed for sampling (after one untimed warm-up call of each), and reports:
 
 - tokens/s of both (generated tokens over the median wall-clock time) and their ratio;
 - whether the two produced the same tokens;
@@ -94,6 +94,9 @@ def strategies_table(args: argparse.Namespace, tokenizer, hf, ours, device) -> N
         f"{len(openings)} prompts of held-out Tiny Shakespeare ({ids.size(1)} tokens, padded), "
         f"{n} new tokens, median of {cfg['repeats']} runs\n"
     )
+    # warm up: the first call of each decoder pays one-time costs
+    generate(ours, ids, attention_mask=mask, max_new_tokens=4, eos_token_id=eos)
+    hf.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=eos)
     header = (
         f"{'strategy':<32}{'ours tok/s':>11}{'HF tok/s':>10}{'ours/HF':>9}{'same':>6}"
         f"{'loglik':>8}{'dist-1':>8}{'dist-2':>8}{'rep-4':>7}{'len':>6}"
