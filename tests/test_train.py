@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nlpbook import fit, set_seed
-from nlpbook.train import to_device
+from nlpbook.train import evaluating, to_device
 
 
 class Regressor(nn.Module):
@@ -125,3 +125,12 @@ def test_to_device_keeps_structure():
     moved = to_device(batch, torch.device("cpu"))
     assert isinstance(moved["a"], tuple) and isinstance(moved["a"][1], list) and moved["n"] == 3
     assert math.isclose(moved["a"][0].item(), 1.0)
+
+
+@pytest.mark.parametrize("mode", [True, False])
+def test_evaluating_restores_the_mode_even_after_an_error(mode):
+    model = torch.nn.Dropout(0.5).train(mode)
+    with pytest.raises(RuntimeError), evaluating(model):
+        assert not model.training
+        raise RuntimeError("inside the block")
+    assert model.training is mode

@@ -42,6 +42,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from nlpbook.bert import mean_pool
 from nlpbook.textclf import bucket_batches
+from nlpbook.train import evaluating
 
 Feature = Mapping[str, Any]  # {"input_ids": list[int], "label": int (optional)}
 
@@ -192,17 +193,15 @@ def predict_logits(
     order = np.argsort([len(x) for x in ids], kind="stable")
     collate = DynamicPadding(tokenizer.pad_token_id)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     out: np.ndarray | None = None
-    for start in range(0, len(texts), batch_size):
-        rows = order[start : start + batch_size]
-        batch = collate([{"input_ids": ids[i]} for i in rows])
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # (b, num_labels)
-        if out is None:
-            out = np.empty((len(texts), logits.shape[-1]), dtype=np.float32)
-        out[rows] = logits.float().cpu().numpy()
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            batch = collate([{"input_ids": ids[i]} for i in rows])
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # (b, num_labels)
+            if out is None:
+                out = np.empty((len(texts), logits.shape[-1]), dtype=np.float32)
+            out[rows] = logits.float().cpu().numpy()
     return out
 
 

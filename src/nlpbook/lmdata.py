@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nlpbook.train import evaluating
+
 
 class RandomChunks:
     """Endless ``(x, y)`` batches of random windows of `ids`: y is x shifted by one.
@@ -60,28 +62,26 @@ def mean_loss(model: nn.Module, ids: Tensor, *, block_size: int, batch_size: int
     """
     if ids.dim() != 1 or ids.numel() < 2:
         raise ValueError(f"need a 1-D tensor of at least 2 ids, got {tuple(ids.shape)}")
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     starts = list(range(0, ids.numel() - 1, block_size))
     total, count = 0.0, 0
-    for i in range(0, len(starts), batch_size):
-        group = starts[i : i + batch_size]
-        full = [s for s in group if s + block_size + 1 <= ids.numel()]
-        rest = [s for s in group if s + block_size + 1 > ids.numel()]
-        windows = [torch.stack([ids[s : s + block_size + 1] for s in full])] if full else []
-        windows += [ids[s:][None] for s in rest]  # the short tail, alone
-        for window in windows:
-            window = window.to(device)
-            x, y = window[:, :-1], window[:, 1:]  # (B, T)
-            logits = _logits(model(x))
-            total += float(
-                nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"
-                )  # logits (B*T, V), targets (B*T,)
-            )
-            count += y.numel()
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(starts), batch_size):
+            group = starts[i : i + batch_size]
+            full = [s for s in group if s + block_size + 1 <= ids.numel()]
+            rest = [s for s in group if s + block_size + 1 > ids.numel()]
+            windows = [torch.stack([ids[s : s + block_size + 1] for s in full])] if full else []
+            windows += [ids[s:][None] for s in rest]  # the short tail, alone
+            for window in windows:
+                window = window.to(device)
+                x, y = window[:, :-1], window[:, 1:]  # (B, T)
+                logits = _logits(model(x))
+                total += float(
+                    nn.functional.cross_entropy(
+                        logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"
+                    )  # logits (B*T, V), targets (B*T,)
+                )
+                count += y.numel()
     return total / count
 
 

@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from nlpbook.bert import IGNORE_INDEX, BERTForMaskedLM
+from nlpbook.train import evaluating
 
 MASK_FRACTION = 0.8  # of the chosen tokens: replaced by [MASK] ...
 RANDOM_FRACTION = 0.1  # ... by a random token; the remaining 10% are left unchanged
@@ -201,17 +202,15 @@ def masked_predictions(
                 f"{label} has shape {tuple(other.shape)}, expected that of inputs "
                 f"{tuple(inputs.shape)}"
             )
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     nll, top = [], []
-    for i in range(0, len(inputs), batch_size):
-        x = inputs[i : i + batch_size].to(device)
-        y = labels[i : i + batch_size].to(device)
-        mask = None if attention_mask is None else attention_mask[i : i + batch_size].to(device)
-        chosen = y != IGNORE_INDEX  # (b, T)
-        logits = model.head(model.bert(x, mask)[chosen])  # (n, V)
-        nll.append(F.cross_entropy(logits, y[chosen], reduction="none").cpu())
-        top.append(logits.topk(top_k, dim=-1).indices.cpu())
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(inputs), batch_size):
+            x = inputs[i : i + batch_size].to(device)
+            y = labels[i : i + batch_size].to(device)
+            mask = None if attention_mask is None else attention_mask[i : i + batch_size].to(device)
+            chosen = y != IGNORE_INDEX  # (b, T)
+            logits = model.head(model.bert(x, mask)[chosen])  # (n, V)
+            nll.append(F.cross_entropy(logits, y[chosen], reduction="none").cpu())
+            top.append(logits.topk(top_k, dim=-1).indices.cpu())
     return torch.cat(nll), torch.cat(top)

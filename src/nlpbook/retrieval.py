@@ -29,6 +29,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from nlpbook.bert import mean_pool
+from nlpbook.train import evaluating
 
 POOLINGS = ("mean", "cls")
 
@@ -191,26 +192,24 @@ def encode(
     ]
     order = np.argsort(lengths, kind="stable")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     out: np.ndarray | None = None
-    for start in range(0, len(texts), batch_size):
-        rows = order[start : start + batch_size]
-        batch = tokenizer(
-            [texts[i] for i in rows],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        ).to(device)
-        hidden = model(**batch)
-        hidden = getattr(hidden, "last_hidden_state", hidden)  # (b, T, C)
-        if pooling == "mean":
-            pooled = mean_pool(hidden, batch["attention_mask"])  # (b, C)
-        else:
-            pooled = hidden[:, 0]  # (b, C)
-        if out is None:
-            out = np.empty((len(texts), pooled.shape[-1]), dtype=np.float32)
-        out[rows] = pooled.float().cpu().numpy()
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            batch = tokenizer(
+                [texts[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            ).to(device)
+            hidden = model(**batch)
+            hidden = getattr(hidden, "last_hidden_state", hidden)  # (b, T, C)
+            if pooling == "mean":
+                pooled = mean_pool(hidden, batch["attention_mask"])  # (b, C)
+            else:
+                pooled = hidden[:, 0]  # (b, C)
+            if out is None:
+                out = np.empty((len(texts), pooled.shape[-1]), dtype=np.float32)
+            out[rows] = pooled.float().cpu().numpy()
     return out

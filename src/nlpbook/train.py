@@ -12,6 +12,7 @@ called `nlpbook.distributed.init`: see `fit`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -75,6 +76,21 @@ def _cycle(batches: Iterable[Batch]) -> Iterator[Batch]:
             yield batch
         if empty:
             raise ValueError("the batches iterable yielded nothing; expected at least one batch")
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put `model` in eval mode (no dropout) for the block, then back in the mode it was in.
+
+    >>> with evaluating(model):  # doctest: +SKIP
+    ...     logits = model(x)
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def fit(
