@@ -276,6 +276,15 @@ BENCHMARKED_CHAPTERS = [
          "max_length": "ft_max_length", "frozen_examples": "frozen_examples", "shots": "shots",
          "prompt_batch": "prompt_batch", "dev_examples": "dev_examples"},
     ),
+    (
+        "ner",
+        "ner-spacy",
+        ["smoke", "cpu", "gpu"],
+        {"train_sentences": "train_sentences", "dev_sentences": "dev_sentences",
+         "dev_in_train": "dev_in_train",
+         "max_steps": "max_steps", "eval_frequency": "eval_frequency", "glove": "glove",
+         "tok_steps": "tok_steps", "tok_batch": "tok_batch", "tok_lr": "tok_lr"},
+    ),
 ]  # fmt: skip
 
 

@@ -28,7 +28,7 @@ similar lengths into the same batch, which leaves even less padding.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +41,9 @@ from transformers import BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from nlpbook.bert import mean_pool
+from nlpbook.schedule import warmup_cosine
 from nlpbook.textclf import bucket_batches
-from nlpbook.train import evaluating
+from nlpbook.train import History, evaluating, fit
 
 Feature = Mapping[str, Any]  # {"input_ids": list[int], "label": int (optional)}
 
@@ -203,6 +204,55 @@ def predict_logits(
                 out = np.empty((len(texts), logits.shape[-1]), dtype=np.float32)
             out[rows] = logits.float().cpu().numpy()
     return out
+
+
+def fine_tune(
+    model: nn.Module,
+    features: Sequence[Feature],
+    *,
+    collate: Callable[[Sequence[Feature]], dict[str, Tensor]],
+    loss_fn: Callable[[nn.Module, Mapping[str, Tensor]], Tensor],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    warmup_steps: int,
+    seed: int = 0,
+    desc: str = "fine-tuning",
+    progress: bool = True,
+) -> History:
+    """The book's fine-tuning recipe for a pretrained encoder with a new head; returns `fit`'s
+    history.
+
+    Batches of `batch_size` features of similar lengths (``LengthGroupedSampler``, seeded by
+    `seed`, each ``features[i]["input_ids"]`` giving the length) are padded by `collate`;
+    AdamW (weight decay 0.01) updates the parameters that require gradients (freeze some
+    first to leave them as pretrained), its learning rate rising linearly to `lr` over
+    `warmup_steps`, then decaying along a cosine to 0 at `steps`; `nlpbook.fit` runs the
+    loop with `loss_fn`. The classifier of *Pretrained transformers*, the token classifier
+    (`nlpbook.tokenclf`) and the question-answering model (`nlpbook.qa`) all train this way.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("no parameter of the model requires gradients: nothing to train")
+    batches = torch.utils.data.DataLoader(
+        features,
+        batch_sampler=LengthGroupedSampler(
+            [len(f["input_ids"]) for f in features], batch_size=batch_size, seed=seed
+        ),
+        collate_fn=collate,
+    )
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01)
+    schedule = warmup_cosine(optimizer, warmup_steps=warmup_steps, total_steps=steps, min_lr=0.0)
+    return fit(
+        model,
+        batches,
+        optimizer=optimizer,
+        scheduler=schedule,
+        steps=steps,
+        loss_fn=loss_fn,
+        progress=progress,
+        desc=desc,
+    )
 
 
 def accuracy(predictions: ArrayLike, labels: ArrayLike) -> float:
