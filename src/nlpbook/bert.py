@@ -92,15 +92,22 @@ class BERT(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
     ) -> Tensor:
         """`attention_mask` (B, T) is 1 for real tokens and 0 for padding (default: all real);
-        `token_type_ids` (B, T) is 0 for sentence A and 1 for sentence B (default: all 0)."""
+        `token_type_ids` (B, T) is 0 for sentence A and 1 for sentence B (default: all 0);
+        `position_ids` (B, T) is each token's position (default: 0..T-1 in every row; XLM's
+        translation LM restarts them at the second sentence)."""
         c = self.config
         _check_ids("input_ids", input_ids, c.vocab_size)
         B, T = input_ids.shape
         if T > c.block_size:
             raise ValueError(f"sequences of {T} tokens are longer than block_size={c.block_size}")
-        optional = {"attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        optional = {
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+            "position_ids": position_ids,
+        }
         for label, other in optional.items():
             if other is not None and other.shape != input_ids.shape:
                 raise ValueError(
@@ -109,7 +116,11 @@ class BERT(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         _check_ids("token_type_ids", token_type_ids, c.type_vocab_size)
-        positions = torch.arange(T, device=input_ids.device)
+        if position_ids is None:
+            positions = torch.arange(T, device=input_ids.device)  # (T,): the same in every row
+        else:
+            _check_ids("position_ids", position_ids, c.block_size)
+            positions = position_ids  # (B, T)
         x = self.embed(input_ids) + self.pos(positions) + self.segment(token_type_ids)
         x = self.drop(self.embed_norm(x))  # (B, T, C)
         mask = None if attention_mask is None else padding_mask(attention_mask)  # (B, 1, 1, T)
