@@ -24,8 +24,11 @@ MiniLM. Targets: >= 86% in the `cpu` profile within 10 minutes of training on 2 
 
     python benchmarks/finetune_sst2.py [--profile smoke|cpu|gpu] [--threads 1]
                                        [--layout plain|chat] [--seed 0] [--finetune-only]
+                                       [--save DIR]
 
 `--finetune-only` skips the other models (to measure the fine-tuning over several seeds).
+`--save DIR` keeps the fine-tuned classifier and its tokenizer in DIR
+(`nlpbook.deploy.save_classifier`), for `benchmarks/deploy.py` and `python -m nlpbook.serve`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from transformers.utils import logging as hf_logging
 
 import nlpbook
 from nlpbook import data
+from nlpbook.deploy import save_classifier
 from nlpbook.finetune import (
     BertForMeanPooledClassification,
     DynamicPadding,
@@ -216,6 +220,7 @@ def main() -> None:
     parser.add_argument(
         "--finetune-only", action="store_true", help="skip the other models of the table"
     )
+    parser.add_argument("--save", type=Path, help="folder to save the fine-tuned classifier in")
     args = parser.parse_args()
     cfg = PROFILES[args.profile]
     torch.set_num_threads(args.threads)
@@ -227,9 +232,12 @@ def main() -> None:
     dev_texts, dev_labels = dev_texts[: cfg["dev_examples"]], dev_labels[: cfg["dev_examples"]]
     rows = []  # (model, labelled examples, dev accuracy, seconds)
 
-    _, _, ft_acc, ft_seconds, ft_cpu = finetune(
+    ft_model, ft_tokenizer, ft_acc, ft_seconds, ft_cpu = finetune(
         cfg, texts, labels, dev_texts, dev_labels, seed=args.seed, device=device
     )
+    if args.save is not None:
+        save_classifier(ft_model, ft_tokenizer, args.save, labels=("negative", "positive"))
+        print(f"saved the fine-tuned classifier in {args.save}", flush=True)
     rows.append(("fine-tuned MiniLM", len(texts), ft_acc, ft_seconds))
     print(
         f"fine-tuned MiniLM: {ft_acc:.1f}% in {ft_seconds:.0f} s ({ft_cpu:.0f} s of CPU time)",
