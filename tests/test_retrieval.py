@@ -189,5 +189,5 @@ def test_encode_fails_clearly(tiny_encoder):
         encode(TEXTS, tokenizer=tokenizer, model=model, pooling="max")
     with pytest.raises(TypeError, match="not one string"):
         encode("the cat", tokenizer=tokenizer, model=model)
-    with pytest.raises(ValueError, match="no texts to encode"):
+    with pytest.raises(ValueError, match="no texts given"):
         encode([], tokenizer=tokenizer, model=model)

@@ -43,7 +43,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from nlpbook.bert import mean_pool
 from nlpbook.schedule import warmup_cosine
 from nlpbook.textclf import bucket_batches
-from nlpbook.train import History, evaluating, fit
+from nlpbook.train import History, evaluating, fit, text_list
 
 Feature = Mapping[str, Any]  # {"input_ids": list[int], "label": int (optional)}
 
@@ -183,13 +183,7 @@ def predict_logits(
     padded only to its own longest text (`DynamicPadding`); the model is in eval mode
     meanwhile (no dropout), and its training mode is restored afterwards.
     """
-    if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of strings, not one string")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    texts = list(texts)
-    if not texts:
-        raise ValueError("no texts to classify")
+    texts = text_list(texts, batch_size=batch_size)
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     order = np.argsort([len(x) for x in ids], kind="stable")
     collate = DynamicPadding(tokenizer.pad_token_id)

@@ -121,28 +121,46 @@ def _ready(name: str, model: Any, *, device: str | torch.device | None, source: 
 
 
 @contextlib.contextmanager
+def quiet_loading(*, new_weights_notice: bool = True) -> Iterator[None]:
+    """Hide transformers' weight-loading progress bar while the block runs (in a notebook it
+    is a widget that needs scripts from the web), and with ``new_weights_notice=False`` also
+    the warning that a new head's weights are "newly initialized" (expected when adding a
+    head to a pretrained encoder). Both settings are restored afterwards.
+
+    >>> with quiet_loading(new_weights_notice=False):  # doctest: +SKIP
+    ...     model = BertForTokenClassification.from_pretrained(folder, num_labels=13)
+    """
+    from transformers.utils import logging as hf_logging
+
+    bar, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    if not new_weights_notice:
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
 def _hub_error(name: str, *, known: dict[str, _BookModel]) -> Iterator[None]:
     """Turn transformers' "not found" error for a name we do not know into one listing ours.
 
     Also hides transformers' weight-loading progress bar meanwhile (the one printed line
-    says what was loaded), and shows it again afterwards if it was on.
+    says what was loaded).
     """
-    from transformers.utils import logging as hf_logging
-
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    except OSError as err:
-        if name in known:
-            raise
-        raise ValueError(
-            f"{name!r} is not one of the book's models ({', '.join(sorted(known))}) and "
-            f"transformers could not load it as a hub id or folder: {err}"
-        ) from err
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
+    with quiet_loading():
+        try:
+            yield
+        except OSError as err:
+            if name in known:
+                raise
+            raise ValueError(
+                f"{name!r} is not one of the book's models ({', '.join(sorted(known))}) and "
+                f"transformers could not load it as a hub id or folder: {err}"
+            ) from err
 
 
 def _converted(name: str) -> tuple[Path, str]:

@@ -29,7 +29,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from nlpbook.bert import mean_pool
-from nlpbook.train import evaluating
+from nlpbook.train import evaluating, text_list
 
 POOLINGS = ("mean", "cls")
 
@@ -180,13 +180,7 @@ def encode(
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of strings, not one string")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    texts = list(texts)
-    if not texts:
-        raise ValueError("no texts to encode")
+    texts = text_list(texts, batch_size=batch_size)
     lengths = [
         len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     ]

@@ -173,21 +173,18 @@ def fine_tune_tagger(
     parameters, is not trained. Returns (tokenizer, model, history).
     """
     from transformers import AutoTokenizer, BertForTokenClassification
-    from transformers.utils import logging as hf_logging
+
+    from nlpbook.pretrained import quiet_loading
 
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     label2id = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(folder)
     torch.manual_seed(seed)  # the new layer's initial weights
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "some weights were newly initialized": the new layer
-    try:
+    with quiet_loading(new_weights_notice=False):  # the new layer is expected to be new
         model = BertForTokenClassification.from_pretrained(
             folder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
         ).to(device)
-    finally:
-        hf_logging.set_verbosity(verbosity)
     if freeze_word_embeddings:
         model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     features = [encode_words(tokenizer, w, tags=t, label2id=label2id) for w, t in sentences]

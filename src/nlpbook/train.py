@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,25 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def text_list(texts: Sequence[str], *, batch_size: int) -> list[str]:
+    """`texts` as a list, after the checks every batched prediction over texts needs.
+
+    A single string is refused (iterating over it would give its characters), as are an
+    empty sequence and a batch size below 1.
+
+    >>> text_list(("a film", "a book"), batch_size=2)
+    ['a film', 'a book']
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not one string")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no texts given; expected at least one")
+    return texts
 
 
 def fit(
