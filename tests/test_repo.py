@@ -285,6 +285,14 @@ BENCHMARKED_CHAPTERS = [
          "max_steps": "max_steps", "eval_frequency": "eval_frequency", "glove": "glove",
          "tok_steps": "tok_steps", "tok_batch": "tok_batch", "tok_lr": "tok_lr"},
     ),
+    (
+        "qa",
+        "applications",
+        ["smoke", "cpu", "gpu"],
+        {"steps": "qa_steps", "batch": "qa_batch", "lr": "qa_lr", "warmup": "qa_warmup",
+         "max_length": "max_length", "stride": "stride", "train_examples": "train_examples",
+         "test_examples": "test_examples", "eval_batch": "eval_batch"},
+    ),
 ]  # fmt: skip
 
 
