@@ -30,6 +30,31 @@ def toc_notebooks() -> list[Path]:
     return _book.toc_notebooks(ROOT)
 
 
+def word_level_tokenizer(words: list[str], *, lowercase: bool = False):
+    """A BERT-style tokenizer over a fixed word list, built offline: [CLS] words [SEP].
+
+    `words` must start with [PAD], [UNK], [CLS], [SEP] (ids 0-3); other words are [UNK].
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    assert words[:4] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]"], words[:4]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    if lowercase:
+        backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+    )
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

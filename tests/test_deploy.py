@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import word_level_tokenizer
 from nlpbook.deploy import (
     OnnxClassifier,
     Variant,
@@ -41,22 +42,7 @@ TEXTS = ["a good film", "not fun", "the acting was very very dull and the plot b
 
 def tiny_tokenizer():
     """A word-level BERT-style tokenizer over WORDS: [CLS] words [SEP], no network needed."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-    )
+    return word_level_tokenizer(WORDS, lowercase=True)
 
 
 def tiny_classifier(seed: int = 0) -> BertForMeanPooledClassification:

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import nlpbook
+from conftest import word_level_tokenizer
 from nlpbook.bert import mean_pool
 from nlpbook.finetune import (
     BertForMeanPooledClassification,
@@ -105,21 +106,7 @@ def test_length_grouped_batches_need_less_padding_than_random_ones():
 
 def _tokenizer():
     """A word-level BERT-style tokenizer over WORDS: [CLS] words [SEP], no network needed."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-    )
+    return word_level_tokenizer(WORDS)
 
 
 def test_dynamic_padding_matches_hugging_faces_collator():
