@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from torch.utils.data import DataLoader
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -52,15 +51,14 @@ from nlpbook.deploy import save_classifier
 from nlpbook.finetune import (
     BertForMeanPooledClassification,
     DynamicPadding,
-    LengthGroupedSampler,
     accuracy,
     classification_loss,
+    fine_tune,
     predict_logits,
 )
 from nlpbook.pretrained import load_causal_lm
 from nlpbook.prompting import chat_prompt, next_token_log_probs, prompt
 from nlpbook.retrieval import encode
-from nlpbook.schedule import warmup_cosine
 
 PROFILES = {
     # the chapter's fine-tuning settings in each profile (tests/test_repo.py checks them)
@@ -99,26 +97,18 @@ def finetune(cfg: dict, texts, labels, dev_texts, dev_labels, *, seed: int, devi
     # chapter: its update was a third of each step's time on a CPU
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     ids = tokenizer(texts, truncation=True, max_length=cfg["max_length"])["input_ids"]
-    batches = DataLoader(
-        [{"input_ids": x, "label": int(y)} for x, y in zip(ids, labels, strict=True)],
-        batch_sampler=LengthGroupedSampler(
-            [len(x) for x in ids], batch_size=cfg["batch"], seed=seed
-        ),
-        collate_fn=DynamicPadding(tokenizer.pad_token_id),
-    )
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg["lr"], weight_decay=0.01)
-    schedule = warmup_cosine(
-        optimizer, warmup_steps=cfg["warmup"], total_steps=cfg["steps"], min_lr=0.0
-    )
+    features = [{"input_ids": x, "label": int(y)} for x, y in zip(ids, labels, strict=True)]
     cpu_start = time.process_time()
-    history = nlpbook.fit(
+    history = fine_tune(
         model,
-        batches,
-        optimizer=optimizer,
-        scheduler=schedule,
-        steps=cfg["steps"],
+        features,
+        collate=DynamicPadding(tokenizer.pad_token_id),
         loss_fn=classification_loss,
+        steps=cfg["steps"],
+        batch_size=cfg["batch"],
+        lr=cfg["lr"],
+        warmup_steps=cfg["warmup"],
+        seed=seed,
         desc="fine-tuning MiniLM",
     )
     cpu_seconds = time.process_time() - cpu_start
