@@ -3,6 +3,7 @@ packing, the sparse loss (against BERTForMaskedLM's own), the tied decoder, scor
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -11,7 +12,13 @@ from transformers import BertTokenizerFast, DataCollatorForLanguageModeling
 import nlpbook
 from nlpbook import set_seed
 from nlpbook.bert import IGNORE_INDEX, BERTConfig, BERTForMaskedLM
-from nlpbook.mlm import mask_tokens, masked_lm_loss, masked_predictions, pack_blocks
+from nlpbook.mlm import (
+    mask_tokens,
+    masked_lm_loss,
+    masked_predictions,
+    pack_blocks,
+    span_corruption,
+)
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 SPECIALS = [PAD, UNK, CLS, SEP, MASK]
@@ -273,3 +280,35 @@ def test_dynamic_masking_trains_with_the_shared_loop():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     history = nlpbook.fit(model, batches, optimizer=opt, steps=100, loss_fn=loss_fn, progress=False)
     assert sum(history.loss[-20:]) / 20 < 0.5 * sum(history.loss[:10]) / 10
+
+
+def test_span_corruption_hides_spans_that_the_target_restores():
+    """Inputs and targets, merged at the sentinels, give back the text; the noise is
+    round(density * n) tokens in round(noise / mean span) spans; the text starts with a gap."""
+    tokens = list(range(100, 140))  # 40 tokens
+    sentinels = [-1, -2, -3, -4, -5, -6, -7]
+    for seed in range(5):
+        inputs, targets = span_corruption(
+            tokens, sentinels=sentinels, noise_density=0.15, mean_span_length=3.0,
+            rng=np.random.default_rng(seed),
+        )  # fmt: skip
+        spans = [s for s in sentinels if s in inputs]
+        assert spans == sentinels[: len(spans)] == [t for t in targets if t < 0][:-1]
+        assert len(spans) == 2 and targets[-1] == sentinels[2]  # round(6 / 3) spans
+        assert len(targets) - len(spans) - 1 == 6  # round(0.15 * 40) hidden tokens
+        assert inputs[0] == tokens[0]
+        hidden, span = {}, None
+        for t in targets:
+            span = t if t < 0 else span
+            if t >= 0:
+                hidden.setdefault(span, []).append(t)
+        restored = [x for t in inputs for x in (hidden[t] if t < 0 else [t])]
+        assert restored == tokens
+
+
+def test_span_corruption_errors():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        span_corruption([1], sentinels=[-1, -2], rng=rng)
+    with pytest.raises(ValueError, match="sentinels"):
+        span_corruption(list(range(40)), sentinels=[-1], noise_density=0.5, rng=rng)

@@ -13,19 +13,24 @@ cannot tell from the input which tokens it will be asked about::
 sequence a new mask every epoch (*dynamic masking*, RoBERTa's change). `pack_blocks` cuts a
 corpus into the fixed-length blocks it works on, `masked_lm_loss` is the training loss
 computed at the chosen positions only, and `masked_predictions` scores a model on
-held-out blocks.
+held-out blocks. `span_corruption` is T5's variant: whole spans are cut out and the model
+writes them back, as in the chapter on multilingual translation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from nlpbook.bert import IGNORE_INDEX, BERTForMaskedLM
 from nlpbook.train import evaluating
+
+T = TypeVar("T")  # a token: an id or a string
 
 MASK_FRACTION = 0.8  # of the chosen tokens: replaced by [MASK] ...
 RANDOM_FRACTION = 0.1  # ... by a random token; the remaining 10% are left unchanged
@@ -214,3 +219,54 @@ def masked_predictions(
             nll.append(F.cross_entropy(logits, y[chosen], reduction="none").cpu())
             top.append(logits.topk(top_k, dim=-1).indices.cpu())
     return torch.cat(nll), torch.cat(top)
+
+
+def span_corruption(
+    tokens: Sequence[T],
+    *,
+    sentinels: Sequence[T],
+    noise_density: float = 0.15,
+    mean_span_length: float = 3.0,
+    rng: np.random.Generator,
+) -> tuple[list[T], list[T]]:
+    """T5's pretraining objective (Raffel et al. 2020): drop spans, write them out in order.
+
+    About ``noise_density * len(tokens)`` tokens, in spans of ``mean_span_length`` on
+    average, are cut from the input; each span leaves one sentinel in its place, and the
+    target lists every sentinel followed by the tokens it hides, then one last sentinel::
+
+        tokens   the cat sat on the mat today
+        inputs   the cat <X> on the mat <Y>
+        targets  <X> sat <Y> today <Z>
+
+    The target is much shorter than the text, which makes pretraining cheap; mT5 uses the
+    same objective on 101 languages. The span lengths and gaps are random compositions of
+    the noise and non-noise counts (as in T5), the text starts with a gap.
+    """
+    n = len(tokens)
+    if n < 2:
+        raise ValueError(f"need at least 2 tokens to corrupt, got {n}")
+    if not 0 < noise_density < 1 or mean_span_length < 1:
+        raise ValueError(
+            f"expected 0 < noise_density < 1 and mean_span_length >= 1, got "
+            f"{noise_density} and {mean_span_length}"
+        )
+    num_noise = min(max(1, round(n * noise_density)), n - 1)
+    num_spans = max(1, min(round(num_noise / mean_span_length), n - num_noise))
+    if len(sentinels) < num_spans + 1:
+        raise ValueError(f"{num_spans} spans need {num_spans + 1} sentinels, got {len(sentinels)}")
+
+    def lengths(total: int) -> list[int]:  # `total` split into num_spans positive parts
+        cuts = np.sort(rng.choice(np.arange(1, total), size=num_spans - 1, replace=False))
+        return np.diff([0, *cuts.tolist(), total]).tolist()
+
+    inputs: list[T] = []
+    targets: list[T] = []
+    position = 0
+    for span, (gap, noise) in enumerate(
+        zip(lengths(n - num_noise), lengths(num_noise), strict=True)
+    ):
+        inputs += [*tokens[position : position + gap], sentinels[span]]
+        targets += [sentinels[span], *tokens[position + gap : position + gap + noise]]
+        position += gap + noise
+    return inputs, [*targets, sentinels[num_spans]]
