@@ -293,6 +293,13 @@ BENCHMARKED_CHAPTERS = [
          "max_length": "max_length", "stride": "stride", "train_examples": "train_examples",
          "test_examples": "test_examples", "eval_batch": "eval_batch"},
     ),
+    (
+        "multilingual",
+        "multilingual",
+        ["smoke", "cpu", "gpu"],
+        {"captions": "captions", "max_length": "max_length", "batch_e5": "batch_e5",
+         "xlt_train": "xlt_train", "xlt_dev": "xlt_dev", "xlt_test": "xlt_test"},
+    ),
 ]  # fmt: skip
 
 
