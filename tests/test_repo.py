@@ -300,6 +300,16 @@ BENCHMARKED_CHAPTERS = [
         {"captions": "captions", "max_length": "max_length", "batch_e5": "batch_e5",
          "xlt_train": "xlt_train", "xlt_dev": "xlt_dev", "xlt_test": "xlt_test"},
     ),
+    (
+        "multilingual",
+        "multilingual-translation",
+        ["smoke", "cpu", "gpu"],
+        {"mt_vocab": "vocab", "mt_d_model": "d_model", "mt_n_heads": "n_heads",
+         "mt_n_layers": "n_layers", "mt_d_ff": "d_ff", "mt_dropout": "dropout",
+         "mt_batch": "batch", "mt_lr": "lr", "mt_warmup": "warmup", "mt_captions": "captions",
+         "mt_test": "test", "mt_beam": "beam"},
+    ),
+    ("multilingual", "multilingual-translation", ["gpu"], {"mt_steps": "steps"}),
 ]  # fmt: skip
 
 

@@ -43,6 +43,7 @@ from torch.nn import functional as F
 
 from nlpbook.attention import MultiHeadAttention, padding_mask
 from nlpbook.generation import generate
+from nlpbook.gpt import GPT
 from nlpbook.textclf import pad_batch
 from nlpbook.transformer import MLP, Block, KVCache, LayerKV
 
@@ -111,15 +112,7 @@ class EncoderDecoder(nn.Module):
         self.dec_norm = nn.LayerNorm(C)
         self.head = nn.Linear(C, config.vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied: reading and writing a token share a vector
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        # GPT-2's initialisation: N(0, 0.02) for every matrix and table, zero biases
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        self.apply(GPT._init_weights)  # N(0, 0.02) for every matrix and table, zero biases
 
     def _embed(self, ids: Tensor, *, start: int = 0) -> Tensor:
         T = ids.size(1)
