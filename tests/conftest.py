@@ -10,6 +10,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,3 +59,13 @@ def word_level_tokenizer(words: list[str], *, lowercase: bool = False):
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for a test that trains: two threads stall each other on a busy
+    2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

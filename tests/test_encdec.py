@@ -102,7 +102,7 @@ def test_beam_search_is_per_sentence_and_width_one_is_greedy():
     assert batched == alone
 
 
-def test_learns_two_tasks_chosen_by_a_tag():
+def test_learns_two_tasks_chosen_by_a_tag(one_thread):
     """Like a target-language tag: tag 3 asks for a copy, tag 4 for the reversal, in one
     model. After 600 steps > 90% of held-out sequences come out exactly right for each."""
     set_seed(0)

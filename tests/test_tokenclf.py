@@ -121,15 +121,6 @@ def test_repair_bio(tags, expected):
     assert repair_bio(tags) == expected
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: two threads stall each other on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_fine_tuned_tagger_learns_its_training_sentences(one_thread):
     """MiniLM fine-tuned for 40 steps on four sentences tags them correctly (a loss that falls
     and predictions that follow it)."""
