@@ -216,14 +216,12 @@ class BoundDecoder(nn.Module):
         past_key_values: MemoryCache | None = None,
         use_cache: bool = True,
     ) -> SimpleNamespace:
-        cache = past_key_values
+        cache = past_key_values  # None on the first call, and on every call without a cache
         if cache is None:
             repeat = input_ids.size(0) // self.memory.size(0)
             memory = self.memory.repeat_interleave(repeat, dim=0)  # (B*K, S, C)
             mask = self.memory_mask.repeat_interleave(repeat, dim=0)
             cache = MemoryCache(len(self.model.decoder), memory, mask)
-        if not use_cache:  # the whole target again, with a fresh cache every step
-            cache = MemoryCache(len(self.model.decoder), cache.memory, cache.memory_mask)
         logits = self.model.decode(input_ids, cache.memory, cache.memory_mask, cache=cache)
         return SimpleNamespace(logits=logits, past_key_values=cache if use_cache else None)
 
