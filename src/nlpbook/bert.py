@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from nlpbook.attention import padding_mask
-from nlpbook.transformer import Block
+from nlpbook.transformer import Block, init_weights
 
 IGNORE_INDEX = -100  # labels with this value (unmasked tokens) add nothing to the MLM loss
 
@@ -241,11 +241,8 @@ class BERTForMaskedLM(nn.Module):
 
 
 def _init_weights(module: nn.Module) -> None:
-    """BERT's initialisation: normal(0, 0.02) weights, zero biases, unit LayerNorms."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
+    """BERT's initialisation: GPT-2's (`init_weights`), zero padding rows, unit LayerNorms."""
+    init_weights(module)
     if isinstance(module, nn.Embedding) and module.padding_idx is not None:
         with torch.no_grad():
             module.weight[module.padding_idx].zero_()

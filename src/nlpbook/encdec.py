@@ -43,9 +43,8 @@ from torch.nn import functional as F
 
 from nlpbook.attention import MultiHeadAttention, padding_mask
 from nlpbook.generation import generate
-from nlpbook.gpt import GPT
 from nlpbook.textclf import pad_batch
-from nlpbook.transformer import MLP, Block, KVCache, LayerKV
+from nlpbook.transformer import MLP, Block, KVCache, LayerKV, init_weights
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ class EncoderDecoder(nn.Module):
         self.dec_norm = nn.LayerNorm(C)
         self.head = nn.Linear(C, config.vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied: reading and writing a token share a vector
-        self.apply(GPT._init_weights)  # N(0, 0.02) for every matrix and table, zero biases
+        self.apply(init_weights)  # N(0, 0.02) for every matrix and table, zero biases
 
     def _embed(self, ids: Tensor, *, start: int = 0) -> Tensor:
         T = ids.size(1)

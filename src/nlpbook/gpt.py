@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from nlpbook.attention import RotaryEmbedding, causal_mask
-from nlpbook.transformer import Block, KVCache, MLPKind, Norm, make_norm
+from nlpbook.transformer import Block, KVCache, MLPKind, Norm, init_weights, make_norm
 
 
 @dataclass(frozen=True)
@@ -106,18 +106,11 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.tok_emb.weight
-        self.apply(self._init_weights)
+        self.apply(init_weights)
         # GPT-2's scaled init: each residual branch adds to the stream, so shrink its output
         for name, p in self.named_parameters():
             if name.endswith(("o_proj.weight", "mlp.proj.weight", "down_proj.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
 
     def num_params(self, *, non_embedding: bool = True) -> int:
         """Parameters, counting tied weights once; without the position table by default."""

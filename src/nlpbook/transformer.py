@@ -28,6 +28,15 @@ Norm = Literal["layer", "rms"]
 MLPKind = Literal["gelu", "gelu_tanh", "swiglu"]
 
 
+def init_weights(module: nn.Module) -> None:
+    """GPT-2's and BERT's initialisation, for `nn.Module.apply`: N(0, 0.02) for every matrix
+    and embedding table, zero biases."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 class RMSNorm(nn.Module):
     """Root-mean-square normalisation (Zhang & Sennrich 2019): ``x / rms(x) * weight``.
 
