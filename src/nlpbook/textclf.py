@@ -221,7 +221,36 @@ class ClassifierConfig:
 _CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
-class RNNClassifier(nn.Module):
+def check_batch(ids: Tensor, lengths: Tensor) -> None:
+    """Raise a clear error unless `ids` is (B, T) and `lengths` is (B,)."""
+    if ids.dim() != 2 or lengths.shape != ids.shape[:1]:
+        raise ValueError(
+            f"expected ids (B, T) and lengths (B,), got {tuple(ids.shape)} "
+            f"and {tuple(lengths.shape)}"
+        )
+
+
+class SentenceClassifier(nn.Module):
+    """What the book's sentence classifiers share: a token embedding `embed` that can start
+    from pretrained vectors, and ``forward(ids (B, T), lengths (B,), targets=None) ->
+    (logits (B, num_classes), loss)``, so that `train_classifier` and `accuracy` take any of
+    them."""
+
+    embed: nn.Embedding
+
+    def load_embeddings(self, matrix: Tensor, *, freeze: bool = False) -> None:
+        """Copy a (V, C) matrix into the embedding layer, e.g. from `embedding_matrix`."""
+        if matrix.shape != self.embed.weight.shape:
+            raise ValueError(
+                f"embedding matrix {tuple(matrix.shape)} does not match the layer "
+                f"{tuple(self.embed.weight.shape)}"
+            )
+        with torch.no_grad():
+            self.embed.weight.copy_(matrix)
+        self.embed.weight.requires_grad_(not freeze)
+
+
+class RNNClassifier(SentenceClassifier):
     """Embed, run an (optionally bidirectional) RNN, LSTM or GRU, classify the sentence vector.
 
     The sentence vector is the final state of each direction (``pooling="last"``) or the
@@ -252,25 +281,10 @@ class RNNClassifier(nn.Module):
         directions = 2 if config.bidirectional else 1
         self.head = nn.Linear(directions * config.hidden_size, config.num_classes)
 
-    def load_embeddings(self, matrix: Tensor, *, freeze: bool = False) -> None:
-        """Copy a (V, embed_dim) matrix into the embedding layer, e.g. from `embedding_matrix`."""
-        if matrix.shape != self.embed.weight.shape:
-            raise ValueError(
-                f"embedding matrix {tuple(matrix.shape)} does not match the layer "
-                f"{tuple(self.embed.weight.shape)}"
-            )
-        with torch.no_grad():
-            self.embed.weight.copy_(matrix)
-        self.embed.weight.requires_grad_(not freeze)
-
     def forward(
         self, ids: Tensor, lengths: Tensor, targets: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        if ids.dim() != 2 or lengths.shape != ids.shape[:1]:
-            raise ValueError(
-                f"expected ids (B, T) and lengths (B,), got {tuple(ids.shape)} "
-                f"and {tuple(lengths.shape)}"
-            )
+        check_batch(ids, lengths)
         x = self.drop(self.embed(ids))  # (B, T, C)
         packed = nn.utils.rnn.pack_padded_sequence(
             x, lengths.cpu(), batch_first=True, enforce_sorted=False

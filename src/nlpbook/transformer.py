@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from nlpbook.attention import MultiHeadAttention, SinusoidalPositions, padding_mask
+from nlpbook.textclf import SentenceClassifier, check_batch
 
 Norm = Literal["layer", "rms"]
 MLPKind = Literal["gelu", "gelu_tanh", "swiglu"]
@@ -216,13 +217,14 @@ class TransformerClassifierConfig:
     pad_id: int = 0
 
 
-class TransformerClassifier(nn.Module):
+class TransformerClassifier(SentenceClassifier):
     """Embed tokens and positions, run encoder blocks, average the real tokens, classify.
 
     Padding keys are masked in every block and left out of the average, so a sentence gets
     the same logits alone or in a padded batch. ``forward(ids (B, T), lengths (B,),
-    targets=None) -> (logits (B, num_classes), loss)``, like `textclf.RNNClassifier`, so
-    `textclf.train_classifier` and `textclf.accuracy` work unchanged.
+    targets=None) -> (logits (B, num_classes), loss)``, like `textclf.RNNClassifier`
+    (`textclf.SentenceClassifier`), so `textclf.train_classifier` and `textclf.accuracy` work
+    unchanged.
     """
 
     def __init__(self, config: TransformerClassifierConfig) -> None:
@@ -261,25 +263,10 @@ class TransformerClassifier(nn.Module):
         with torch.no_grad():
             self.embed.weight[config.pad_id].zero_()
 
-    def load_embeddings(self, matrix: Tensor, *, freeze: bool = False) -> None:
-        """Copy a (V, d_model) matrix into the embedding layer, e.g. from `embedding_matrix`."""
-        if matrix.shape != self.embed.weight.shape:
-            raise ValueError(
-                f"embedding matrix {tuple(matrix.shape)} does not match the layer "
-                f"{tuple(self.embed.weight.shape)}"
-            )
-        with torch.no_grad():
-            self.embed.weight.copy_(matrix)
-        self.embed.weight.requires_grad_(not freeze)
-
     def forward(
         self, ids: Tensor, lengths: Tensor, targets: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        if ids.dim() != 2 or lengths.shape != ids.shape[:1]:
-            raise ValueError(
-                f"expected ids (B, T) and lengths (B,), got {tuple(ids.shape)} "
-                f"and {tuple(lengths.shape)}"
-            )
+        check_batch(ids, lengths)
         B, T = ids.shape
         if T > self.config.max_len:
             raise ValueError(
