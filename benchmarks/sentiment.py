@@ -28,11 +28,11 @@ from nlpbook.textclf import (
     ClassificationBatches,
     ClassifierConfig,
     RNNClassifier,
-    TokenVocab,
     accuracy,
     embedding_matrix,
     train_classifier,
 )
+from nlpbook.vocab import TokenVocab
 
 PROFILES = {
     # the same settings as the chapter's classifiers in each profile

@@ -34,7 +34,7 @@ from nlpbook.seq2seq import (
     encode_pairs,
     translate,
 )
-from nlpbook.textclf import BOS, EOS, TokenVocab, tokenize
+from nlpbook.vocab import BOS, EOS, TokenVocab, tokenize
 
 PROFILES = {
     # training stops at `minutes` of wall clock or after `steps` (None: no such limit);

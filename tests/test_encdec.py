@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from nlpbook import fit, set_seed
+from nlpbook.batching import pad_batch
 from nlpbook.encdec import EncoderDecoder, EncoderDecoderConfig, translate
 from nlpbook.schedule import warmup_cosine
 from nlpbook.seq2seq import TranslationBatches
-from nlpbook.textclf import pad_batch
 
 BOS, EOS = 1, 2
 SMALL = dict(d_model=32, n_heads=4, n_enc_layers=2, n_dec_layers=2, max_len=24, dropout=0.0)

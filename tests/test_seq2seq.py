@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from nlpbook import fit, set_seed
+from nlpbook.batching import pad_batch
 from nlpbook.seq2seq import (
     AdditiveAttention,
     Seq2Seq,
@@ -18,7 +19,7 @@ from nlpbook.seq2seq import (
     encode_pairs,
     greedy_decode,
 )
-from nlpbook.textclf import TokenVocab, pad_batch, tokenize
+from nlpbook.vocab import TokenVocab, tokenize
 
 SMALL = dict(embed_dim=16, hidden_size=24, attn_dim=20, dropout=0.0)
 

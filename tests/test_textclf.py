@@ -1,4 +1,4 @@
-"""Vocabulary, padding and the recurrent sentence classifier."""
+"""The sentence classifiers (recurrent and transformer), their training and accuracy."""
 
 from __future__ import annotations
 
@@ -8,65 +8,18 @@ import torch
 from gensim.models import KeyedVectors
 
 from nlpbook import fit, set_seed
+from nlpbook.batching import pad_batch
 from nlpbook.textclf import (
     ClassificationBatches,
     ClassifierConfig,
     RNNClassifier,
-    TokenVocab,
+    TransformerClassifier,
+    TransformerClassifierConfig,
     accuracy,
-    bucket_batches,
     embedding_matrix,
-    pad_batch,
-    tokenize,
     train_classifier,
 )
-
-
-def test_tokenize_splits_words_and_punctuation():
-    assert tokenize("It's a GREAT film, isn't it?") == [
-        "it's", "a", "great", "film", ",", "isn't", "it", "?",
-    ]  # fmt: skip
-    assert tokenize("") == []
-    with pytest.raises(TypeError):
-        tokenize(["not", "a", "string"])
-
-
-def test_vocab_maps_unknown_words_to_unk_and_rejects_empty_sentences():
-    vocab = TokenVocab.build([["a", "b", "a"], ["b", "a", "c"]], min_count=2, specials=["<eos>"])
-    assert vocab.tokens == ("<pad>", "<unk>", "<eos>", "a", "b")
-    assert vocab.encode(["a", "c", "zebra", "b"]) == [3, 1, 1, 4]
-    assert vocab.decode(vocab.encode(["b", "a"])) == ["b", "a"]
-    with pytest.raises(ValueError, match="empty sentence"):
-        vocab.encode([])
-    with pytest.raises(TypeError, match="tokenize"):
-        vocab.encode("a b")
-    with pytest.raises(IndexError, match="outside the vocabulary"):
-        vocab.decode([5])
-    with pytest.raises(ValueError, match="first tokens"):
-        TokenVocab(("a", "<pad>", "<unk>"))
-
-
-def test_pad_batch_and_its_errors():
-    ids, lengths = pad_batch([[4], [5, 6, 7], [8, 9]], pad_id=0)
-    assert ids.tolist() == [[4, 0, 0], [5, 6, 7], [8, 9, 0]]
-    assert lengths.tolist() == [1, 3, 2]
-    with pytest.raises(ValueError, match="sequence 1 of the batch is empty"):
-        pad_batch([[1], []])
-    with pytest.raises(ValueError, match="empty batch"):
-        pad_batch([])
-
-
-def test_bucket_batches_cover_every_index_once_with_similar_lengths():
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 60, size=1000)
-    batches = bucket_batches(lengths, batch_size=10, seed=1)
-    flat = np.concatenate(batches)
-    assert sorted(flat.tolist()) == list(range(1000))
-    spread = np.mean([np.ptp(lengths[b]) for b in batches])
-    assert spread < 0.2 * np.ptp(lengths)  # sorted within chunks: little padding
-    assert [b.tolist() for b in batches] == [
-        b.tolist() for b in bucket_batches(lengths, batch_size=10, seed=1)
-    ]
+from nlpbook.vocab import TokenVocab
 
 
 @pytest.mark.parametrize(
@@ -86,11 +39,12 @@ def test_classifier_ignores_padding(cell, pooling):
         torch.testing.assert_close(batched[row], alone[0], atol=1e-5, rtol=1e-5)
 
 
-def _order_task(*, seed: int) -> tuple[list[list[int]], list[int]]:
-    """600 sentences of ids 5..19 with one 3 and one 4; the label says whether 3 comes first."""
+def _order_task(*, seed: int, n: int = 600) -> tuple[list[list[int]], list[int]]:
+    """`n` sentences of ids 5..19 with one 3 and one 4; the label says whether 3 comes first.
+    Both orders have the same bag of words, so only a model of word order can solve it."""
     rng = np.random.default_rng(seed)
     sentences, labels = [], []
-    for _ in range(600):
+    for _ in range(n):
         s = rng.integers(5, 20, size=rng.integers(3, 9)).tolist()
         i, j = rng.choice(len(s), size=2, replace=False)
         s[i], s[j] = 3, 4
@@ -182,3 +136,53 @@ def test_plain_rnn_cell_is_torch_rnn_and_unknown_cells_are_refused():
     assert isinstance(model.rnn, torch.nn.RNN) and model.rnn.nonlinearity == "tanh"
     with pytest.raises(ValueError, match=r"one of \['gru', 'lstm', 'rnn'\], got 'lstn'"):
         RNNClassifier(ClassifierConfig(vocab_size=10, cell="lstn"))
+
+
+def test_transformer_classifier_learns_word_order_with_train_classifier():
+    """train_classifier trains it unchanged; held-out accuracy > 0.9 (chance 0.5)."""
+    torch.manual_seed(4)
+    train, test = _order_task(seed=3, n=2000), _order_task(seed=4, n=400)
+    config = TransformerClassifierConfig(
+        vocab_size=20, d_model=32, n_heads=4, n_layers=2, max_len=16, dropout=0.0
+    )
+    model = TransformerClassifier(config)
+    history = train_classifier(model, *train, steps=150, batch_size=64, lr=3e-3)
+    assert history.loss[-1] < 0.3 * history.loss[0]
+    acc = accuracy(model, ClassificationBatches(*test, batch_size=100, shuffle=False))
+    assert acc > 0.9, f"held-out accuracy {acc:.3f}, expected > 0.9"
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+def test_padding_does_not_change_a_sentences_logits(positions):
+    """A sentence's logits alone and inside a right-padded batch agree within 1e-5."""
+    torch.manual_seed(5)
+    config = TransformerClassifierConfig(vocab_size=20, d_model=16, positions=positions)
+    model = TransformerClassifier(config).eval()
+    sentences = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16]]
+    ids, lengths = pad_batch(sentences)
+    batched, _ = model(ids, lengths)
+    for row, s in enumerate(sentences):
+        alone, _ = model(torch.tensor([s]), torch.tensor([len(s)]))
+        torch.testing.assert_close(batched[row], alone[0], atol=1e-5, rtol=1e-5)
+    ids[1, 2:] = 19  # other padding ids: still nothing changes
+    torch.testing.assert_close(model(ids, lengths)[0], batched, atol=1e-5, rtol=1e-5)
+
+
+def test_transformer_classifier_rejects_bad_input():
+    model = TransformerClassifier(TransformerClassifierConfig(vocab_size=10, max_len=8))
+    with pytest.raises(ValueError, match=r"expected ids \(B, T\) and lengths \(B,\)"):
+        model(torch.zeros(2, 3, dtype=torch.long), torch.tensor([3]))
+    with pytest.raises(ValueError, match="longer than max_len=8"):
+        model(torch.zeros(1, 9, dtype=torch.long), torch.tensor([9]))
+    with pytest.raises(ValueError, match="does not match the layer"):
+        model.load_embeddings(torch.zeros(10, 3))
+    model.load_embeddings(torch.ones(10, 64), freeze=True)
+    assert not model.embed.weight.requires_grad and model.embed.weight[3, 0] == 1.0
+
+
+def test_learned_positions_start_small_next_to_word_vectors():
+    """Position vectors start at std 0.02 (GPT-2's choice), not nn.Embedding's N(0, 1)."""
+    torch.manual_seed(0)
+    model = TransformerClassifier(TransformerClassifierConfig(vocab_size=20, d_model=64))
+    std = model.pos.weight.std().item()
+    assert 0.018 < std < 0.022, std

@@ -1,20 +1,12 @@
-"""The shared block: norms, variants, the KV cache, and the transformer classifier."""
+"""The shared block: norms, variants and the KV cache."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from nlpbook.attention import RotaryEmbedding
-from nlpbook.textclf import ClassificationBatches, accuracy, pad_batch, train_classifier
-from nlpbook.transformer import (
-    Block,
-    KVCache,
-    RMSNorm,
-    TransformerClassifier,
-    TransformerClassifierConfig,
-)
+from nlpbook.transformer import Block, KVCache, RMSNorm
 
 
 def test_rmsnorm_equals_hugging_face_llama_rmsnorm():
@@ -94,68 +86,3 @@ def test_kv_cache_token_by_token_equals_full_causal_pass():
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
     cache.reorder(torch.tensor([1]))
     assert cache.layers[1].v.shape == (1, 2, 7, 4) and cache.batch_size == 1
-
-
-def _order_task(n: int, seed: int) -> tuple[list[list[int]], list[int]]:
-    """Sequences of fillers (ids 4..11) holding one 2 and one 3: label 1 iff the 2 comes
-    first. Both orders have the same bag of words, so only a model of order can solve it."""
-    rng = np.random.default_rng(seed)
-    seqs, labels = [], []
-    for _ in range(n):
-        T = int(rng.integers(4, 11))
-        s = [int(t) for t in rng.integers(4, 12, size=T)]
-        i, j = rng.choice(T, size=2, replace=False)
-        s[i], s[j] = 2, 3
-        seqs.append(s)
-        labels.append(int(i < j))
-    return seqs, labels
-
-
-def test_transformer_classifier_learns_word_order_with_train_classifier():
-    """textclf.train_classifier trains it unchanged; held-out accuracy > 0.9 (chance 0.5)."""
-    torch.manual_seed(4)
-    train, test = _order_task(2000, seed=0), _order_task(400, seed=1)
-    config = TransformerClassifierConfig(
-        vocab_size=12, d_model=32, n_heads=4, n_layers=2, max_len=16, dropout=0.0
-    )
-    model = TransformerClassifier(config)
-    history = train_classifier(model, *train, steps=150, batch_size=64, lr=3e-3)
-    assert history.loss[-1] < 0.3 * history.loss[0]
-    acc = accuracy(model, ClassificationBatches(*test, batch_size=100, shuffle=False))
-    assert acc > 0.9, f"held-out accuracy {acc:.3f}, expected > 0.9"
-
-
-@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
-def test_padding_does_not_change_a_sentences_logits(positions):
-    """A sentence's logits alone and inside a right-padded batch agree within 1e-5."""
-    torch.manual_seed(5)
-    config = TransformerClassifierConfig(vocab_size=20, d_model=16, positions=positions)
-    model = TransformerClassifier(config).eval()
-    sentences = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16]]
-    ids, lengths = pad_batch(sentences)
-    batched, _ = model(ids, lengths)
-    for row, s in enumerate(sentences):
-        alone, _ = model(torch.tensor([s]), torch.tensor([len(s)]))
-        torch.testing.assert_close(batched[row], alone[0], atol=1e-5, rtol=1e-5)
-    ids[1, 2:] = 19  # other padding ids: still nothing changes
-    torch.testing.assert_close(model(ids, lengths)[0], batched, atol=1e-5, rtol=1e-5)
-
-
-def test_transformer_classifier_rejects_bad_input():
-    model = TransformerClassifier(TransformerClassifierConfig(vocab_size=10, max_len=8))
-    with pytest.raises(ValueError, match=r"expected ids \(B, T\) and lengths \(B,\)"):
-        model(torch.zeros(2, 3, dtype=torch.long), torch.tensor([3]))
-    with pytest.raises(ValueError, match="longer than max_len=8"):
-        model(torch.zeros(1, 9, dtype=torch.long), torch.tensor([9]))
-    with pytest.raises(ValueError, match="does not match the layer"):
-        model.load_embeddings(torch.zeros(10, 3))
-    model.load_embeddings(torch.ones(10, 64), freeze=True)
-    assert not model.embed.weight.requires_grad and model.embed.weight[3, 0] == 1.0
-
-
-def test_learned_positions_start_small_next_to_word_vectors():
-    """Position vectors start at std 0.02 (GPT-2's choice), not nn.Embedding's N(0, 1)."""
-    torch.manual_seed(0)
-    model = TransformerClassifier(TransformerClassifierConfig(vocab_size=20, d_model=64))
-    std = model.pos.weight.std().item()
-    assert 0.018 < std < 0.022, std

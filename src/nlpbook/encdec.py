@@ -42,8 +42,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from nlpbook.attention import MultiHeadAttention, padding_mask
+from nlpbook.batching import pad_batch
 from nlpbook.generation import generate
-from nlpbook.textclf import pad_batch
 from nlpbook.transformer import MLP, Block, KVCache, LayerKV, init_weights
 
 

@@ -40,9 +40,9 @@ from torch.nn import functional as F
 from transformers import BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from nlpbook.batching import bucket_batches
 from nlpbook.bert import mean_pool
 from nlpbook.schedule import warmup_cosine
-from nlpbook.textclf import bucket_batches
 from nlpbook.train import History, evaluating, fit, text_list
 
 Feature = Mapping[str, Any]  # {"input_ids": list[int], "label": int (optional)}
@@ -129,7 +129,7 @@ class LengthGroupedSampler:
     A ``batch_sampler`` for `torch.utils.data.DataLoader`: with dynamic padding, a batch of
     similar lengths has little padding, so a step costs less. Each epoch shuffles the
     examples, sorts them by length within chunks of 50 batches and shuffles the batches
-    (`nlpbook.textclf.bucket_batches`); epoch ``e`` uses seed ``seed + e``, so a run repeats.
+    (`nlpbook.batching.bucket_batches`); epoch ``e`` uses seed ``seed + e``, so a run repeats.
 
     >>> sampler = LengthGroupedSampler([5, 1, 4, 2, 3, 1], batch_size=2, seed=0)
     >>> sorted(sorted(b) for b in sampler)  # every index once per epoch, lengths paired

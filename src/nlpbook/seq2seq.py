@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nlpbook.textclf import BOS, EOS, PAD, UNK, TokenVocab, bucket_batches, pad_batch
+from nlpbook.batching import bucket_batches, pad_batch
+from nlpbook.vocab import BOS, EOS, PAD, UNK, TokenVocab
 
 
 @dataclass(frozen=True)
@@ -328,7 +329,7 @@ def encode_pairs(
 
 class TranslationBatches:
     """``(src, src_lengths, tgt_in, targets)`` batches of similar source lengths, reshuffled
-    each epoch (see `textclf.bucket_batches`)."""
+    each epoch (see `batching.bucket_batches`)."""
 
     def __init__(
         self,

@@ -1,172 +1,35 @@
-"""Sentence classification with a recurrent network: vocabulary, padding, packing, the model.
+"""Sentence classification: padded batches, two classifiers behind one interface, training.
 
 The pipeline, from text to a prediction::
 
-    "a gripping movie ."  --tokenize-->  ["a", "gripping", "movie", "."]
-                          --TokenVocab-->  [4, 1871, 19, 3]            (unknown words -> <unk>)
-                          --pad_batch-->   ids (B, T) and lengths (B,)
-                          --RNNClassifier--> logits (B, num_classes)
+    "a gripping movie ."  --tokenize, TokenVocab-->  [4, 1871, 19, 3]        (`nlpbook.vocab`)
+                          --pad_batch-->             ids (B, T), lengths (B,) (`nlpbook.batching`)
+                          --a classifier-->          logits (B, num_classes)
 
+Both classifiers take ``forward(ids, lengths, targets=None) -> (logits, loss)``
+(`SentenceClassifier`), so `train_classifier` and `accuracy` serve either.
 `RNNClassifier` packs the padded batch (`nn.utils.rnn.pack_padded_sequence`) so that its
 plain RNN, LSTM or GRU never reads padding, and reads the final state of each direction.
-`embedding_matrix` starts its embeddings from pretrained vectors such as GloVe.
+`TransformerClassifier` runs the book's transformer blocks with padding masked and averages
+the real tokens. `embedding_matrix` starts either's embeddings from pretrained vectors such
+as GloVe.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nlpbook.corpus import Vocab
+from nlpbook.attention import SinusoidalPositions, padding_mask
+from nlpbook.batching import bucket_batches, pad_batch
 from nlpbook.train import History, fit
-
-PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
-_TOKEN = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
-
-
-def tokenize(text: str, *, lowercase: bool = True) -> list[str]:
-    """Words and single punctuation marks, lowercased unless told otherwise.
-
-    SST-2 is already tokenized this way; raw text (Multi30k) needs it.
-
-    >>> tokenize("Zwei Männer, die Fußball spielen.")
-    ['zwei', 'männer', ',', 'die', 'fußball', 'spielen', '.']
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    return _TOKEN.findall(text.lower() if lowercase else text)
-
-
-@dataclass(frozen=True)
-class TokenVocab:
-    """Token <-> id, with special tokens first: ``<pad>`` is always 0 and ``<unk>`` always 1.
-
-    Words outside the vocabulary are encoded as ``<unk>`` (documented, not an error), so a
-    model can read any sentence; an empty sentence is an error, since nothing can be
-    predicted from it.
-
-    >>> v = TokenVocab.build([["a", "b", "a"], ["a", "c"]], min_count=1)
-    >>> v.tokens
-    ('<pad>', '<unk>', 'a', 'b', 'c')
-    >>> v.encode(["a", "zebra"])
-    [2, 1]
-    >>> v.decode([2, 1, 0])
-    ['a', '<unk>', '<pad>']
-    """
-
-    tokens: tuple[str, ...]
-    index: dict[str, int] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.tokens[:2] != (PAD, UNK):
-            raise ValueError(f"the first tokens must be {PAD!r} and {UNK!r}, got {self.tokens[:2]}")
-        index = {t: i for i, t in enumerate(self.tokens)}
-        if len(index) != len(self.tokens):
-            raise ValueError("the vocabulary has duplicate tokens")
-        object.__setattr__(self, "index", index)
-
-    @classmethod
-    def build(
-        cls,
-        sentences: Iterable[Sequence[str]],
-        *,
-        min_count: int = 1,
-        max_size: int | None = None,
-        specials: Sequence[str] = (),
-    ) -> TokenVocab:
-        """Keep words seen `min_count` times or more, most frequent first (`corpus.Vocab`).
-
-        `specials` (e.g. ``<bos>``, ``<eos>``) follow ``<pad>`` and ``<unk>``; `max_size`
-        counts words only.
-        """
-        words = Vocab.build(sentences, min_count=min_count, max_size=max_size).words
-        reserved = (PAD, UNK, *specials)
-        return cls(reserved + tuple(w for w in words if w not in reserved))
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __contains__(self, token: object) -> bool:
-        return token in self.index
-
-    @property
-    def pad_id(self) -> int:
-        return 0
-
-    @property
-    def unk_id(self) -> int:
-        return 1
-
-    def encode(self, tokens: Sequence[str]) -> list[int]:
-        """Ids of `tokens`, unknown ones as ``<unk>``; an empty sentence is an error."""
-        if isinstance(tokens, str):
-            raise TypeError("encode expects a list of tokens; call tokenize(text) first")
-        if len(tokens) == 0:
-            raise ValueError("cannot encode an empty sentence; expected at least one token")
-        return [self.index.get(t, 1) for t in tokens]
-
-    def decode(self, ids: Iterable[int]) -> list[str]:
-        """Tokens of `ids`, with a clear error for an id outside the vocabulary."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < len(self.tokens):
-                raise IndexError(f"id {i} is outside the vocabulary of {len(self)} tokens")
-            out.append(self.tokens[i])
-        return out
-
-
-def pad_batch(sequences: Sequence[Sequence[int]], *, pad_id: int = 0) -> tuple[Tensor, Tensor]:
-    """Right-pad id sequences into ``ids`` (B, T) and their ``lengths`` (B,).
-
-    >>> ids, lengths = pad_batch([[5, 6, 7], [8]])
-    >>> ids.tolist(), lengths.tolist()
-    ([[5, 6, 7], [8, 0, 0]], [3, 1])
-    """
-    if len(sequences) == 0:
-        raise ValueError("cannot pad an empty batch")
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    if lengths.min() == 0:
-        raise ValueError(f"sequence {int(lengths.argmin())} of the batch is empty")
-    ids = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return ids, lengths
-
-
-def bucket_batches(
-    lengths: Sequence[int], *, batch_size: int, shuffle: bool = True, seed: int = 0
-) -> list[np.ndarray]:
-    """Batches of indices whose sequences have similar lengths, which cuts padding.
-
-    Indices are shuffled, cut into chunks of 50 batches, sorted by length inside each
-    chunk and split into batches; the batch order is shuffled again. Without `shuffle`
-    the batches simply follow the sorted lengths (good for evaluation).
-
-    >>> [b.tolist() for b in bucket_batches([3, 1, 2, 1], batch_size=2, shuffle=False)]
-    [[1, 3], [2, 0]]
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    lengths = np.asarray(lengths)
-    if not shuffle:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(lengths))
-    chunk = 50 * batch_size
-    batches = []
-    for start in range(0, len(order), chunk):
-        part = order[start : start + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
+from nlpbook.transformer import Block, MLPKind, Norm, make_norm
+from nlpbook.vocab import TokenVocab
 
 
 class ClassificationBatches:
@@ -300,6 +163,92 @@ class RNNClassifier(SentenceClassifier):
             sentence = torch.cat([h[-2], h[-1]], dim=1)  # (B, 2H): last layer, both directions
         else:
             sentence = h[-1]  # (B, H)
+        logits = self.head(self.drop(sentence))
+        loss = None if targets is None else nn.functional.cross_entropy(logits, targets)
+        return logits, loss
+
+
+@dataclass(frozen=True)
+class TransformerClassifierConfig:
+    vocab_size: int
+    num_classes: int = 2
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int | None = None  # None: 4 * d_model
+    max_len: int = 512  # longest sentence, in tokens
+    positions: Literal["learned", "sinusoidal"] = "learned"
+    norm: Norm = "layer"
+    prenorm: bool = True
+    mlp: MLPKind = "gelu"
+    dropout: float = 0.1
+    pad_id: int = 0
+
+
+class TransformerClassifier(SentenceClassifier):
+    """Embed tokens and positions, run encoder blocks, average the real tokens, classify.
+
+    Padding keys are masked in every block and left out of the average, so a sentence gets
+    the same logits alone or in a padded batch. ``forward(ids (B, T), lengths (B,),
+    targets=None) -> (logits (B, num_classes), loss)``, like `RNNClassifier`, so
+    `train_classifier` and `accuracy` work unchanged.
+    """
+
+    def __init__(self, config: TransformerClassifierConfig) -> None:
+        super().__init__()
+        if config.positions not in ("learned", "sinusoidal"):
+            raise ValueError(
+                f"positions must be 'learned' or 'sinusoidal', got {config.positions!r}"
+            )
+        self.config = config
+        C = config.d_model
+        self.embed = nn.Embedding(config.vocab_size, C, padding_idx=config.pad_id)
+        if config.positions == "learned":
+            self.pos: nn.Module = nn.Embedding(config.max_len, C)
+        else:
+            self.pos = SinusoidalPositions(config.max_len, C)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            Block(
+                d_model=C,
+                n_heads=config.n_heads,
+                d_ff=config.d_ff or 4 * C,
+                norm=config.norm,
+                mlp=config.mlp,
+                prenorm=config.prenorm,
+                dropout=config.dropout,
+            )
+            for _ in range(config.n_layers)
+        )
+        self.norm = make_norm(config.norm, C, eps=1e-5) if config.prenorm else nn.Identity()
+        self.head = nn.Linear(C, config.num_classes)
+        # GPT-2's embedding init: small words and positions, not nn.Embedding's N(0, 1),
+        # so that neither drowns the other (nor pretrained word vectors loaded later)
+        for table in (self.embed, self.pos):
+            if isinstance(table, nn.Embedding):
+                nn.init.normal_(table.weight, mean=0.0, std=0.02)
+        with torch.no_grad():
+            self.embed.weight[config.pad_id].zero_()
+
+    def forward(
+        self, ids: Tensor, lengths: Tensor, targets: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        check_batch(ids, lengths)
+        B, T = ids.shape
+        if T > self.config.max_len:
+            raise ValueError(
+                f"sequences of {T} tokens are longer than max_len={self.config.max_len}"
+            )
+        lengths = lengths.to(ids.device)
+        real = torch.arange(T, device=ids.device) < lengths[:, None]  # (B, T)
+        positions = torch.arange(T, device=ids.device)
+        x = self.drop(self.embed(ids) + self.pos(positions))  # (B, T, C)
+        mask = padding_mask(real)  # (B, 1, 1, T)
+        for block in self.blocks:
+            x = block(x, mask=mask)
+        x = self.norm(x)
+        weights = real.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        sentence = (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)  # (B, C)
         logits = self.head(self.drop(sentence))
         loss = None if targets is None else nn.functional.cross_entropy(logits, targets)
         return logits, loss

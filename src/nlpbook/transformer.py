@@ -1,4 +1,4 @@
-"""The transformer block, shared by the classifier, the GPT and the BERT of the book.
+"""The transformer block, shared by every transformer of the book.
 
 One `Block` is attention followed by an MLP, each wrapped in a residual connection and a
 normalisation. Its options switch between the families of models::
@@ -9,21 +9,19 @@ normalisation. Its options switch between the families of models::
 with LayerNorm or `RMSNorm`, a GELU MLP (``fc``, ``proj``) or a SwiGLU one (``gate_proj``,
 ``up_proj``, ``down_proj``), biases or none, and grouped-query attention.
 `KVCache` keeps the keys and values of past tokens so that a decoder computes each new
-token once. `TransformerClassifier` is a small encoder for sentence classification with
-the same interface as `nlpbook.textclf.RNNClassifier`.
+token once. The sentence classifier (`nlpbook.textclf.TransformerClassifier`), the GPT, the
+BERT and the translator are built from these blocks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from nlpbook.attention import MultiHeadAttention, SinusoidalPositions, padding_mask
-from nlpbook.textclf import SentenceClassifier, check_batch
+from nlpbook.attention import MultiHeadAttention
 
 Norm = Literal["layer", "rms"]
 MLPKind = Literal["gelu", "gelu_tanh", "swiglu"]
@@ -198,90 +196,3 @@ class KVCache:
 
     def __repr__(self) -> str:
         return f"KVCache(layers={len(self.layers)}, length={self.length})"
-
-
-@dataclass(frozen=True)
-class TransformerClassifierConfig:
-    vocab_size: int
-    num_classes: int = 2
-    d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 2
-    d_ff: int | None = None  # None: 4 * d_model
-    max_len: int = 512  # longest sentence, in tokens
-    positions: Literal["learned", "sinusoidal"] = "learned"
-    norm: Norm = "layer"
-    prenorm: bool = True
-    mlp: MLPKind = "gelu"
-    dropout: float = 0.1
-    pad_id: int = 0
-
-
-class TransformerClassifier(SentenceClassifier):
-    """Embed tokens and positions, run encoder blocks, average the real tokens, classify.
-
-    Padding keys are masked in every block and left out of the average, so a sentence gets
-    the same logits alone or in a padded batch. ``forward(ids (B, T), lengths (B,),
-    targets=None) -> (logits (B, num_classes), loss)``, like `textclf.RNNClassifier`
-    (`textclf.SentenceClassifier`), so `textclf.train_classifier` and `textclf.accuracy` work
-    unchanged.
-    """
-
-    def __init__(self, config: TransformerClassifierConfig) -> None:
-        super().__init__()
-        if config.positions not in ("learned", "sinusoidal"):
-            raise ValueError(
-                f"positions must be 'learned' or 'sinusoidal', got {config.positions!r}"
-            )
-        self.config = config
-        C = config.d_model
-        self.embed = nn.Embedding(config.vocab_size, C, padding_idx=config.pad_id)
-        if config.positions == "learned":
-            self.pos: nn.Module = nn.Embedding(config.max_len, C)
-        else:
-            self.pos = SinusoidalPositions(config.max_len, C)
-        self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(
-            Block(
-                d_model=C,
-                n_heads=config.n_heads,
-                d_ff=config.d_ff or 4 * C,
-                norm=config.norm,
-                mlp=config.mlp,
-                prenorm=config.prenorm,
-                dropout=config.dropout,
-            )
-            for _ in range(config.n_layers)
-        )
-        self.norm = make_norm(config.norm, C, eps=1e-5) if config.prenorm else nn.Identity()
-        self.head = nn.Linear(C, config.num_classes)
-        # GPT-2's embedding init: small words and positions, not nn.Embedding's N(0, 1),
-        # so that neither drowns the other (nor pretrained word vectors loaded later)
-        for table in (self.embed, self.pos):
-            if isinstance(table, nn.Embedding):
-                nn.init.normal_(table.weight, mean=0.0, std=0.02)
-        with torch.no_grad():
-            self.embed.weight[config.pad_id].zero_()
-
-    def forward(
-        self, ids: Tensor, lengths: Tensor, targets: Tensor | None = None
-    ) -> tuple[Tensor, Tensor | None]:
-        check_batch(ids, lengths)
-        B, T = ids.shape
-        if T > self.config.max_len:
-            raise ValueError(
-                f"sequences of {T} tokens are longer than max_len={self.config.max_len}"
-            )
-        lengths = lengths.to(ids.device)
-        real = torch.arange(T, device=ids.device) < lengths[:, None]  # (B, T)
-        positions = torch.arange(T, device=ids.device)
-        x = self.drop(self.embed(ids) + self.pos(positions))  # (B, T, C)
-        mask = padding_mask(real)  # (B, 1, 1, T)
-        for block in self.blocks:
-            x = block(x, mask=mask)
-        x = self.norm(x)
-        weights = real.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-        sentence = (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)  # (B, C)
-        logits = self.head(self.drop(sentence))
-        loss = None if targets is None else F.cross_entropy(logits, targets)
-        return logits, loss
