@@ -9,17 +9,23 @@ mean over the *whole* validation split (`nlpbook.lmdata.mean_loss`), not an esti
 
     python benchmarks/chargpt.py                      # ours
     python benchmarks/chargpt.py --nanogpt ../nanoGPT # and nanoGPT's train.py, side by side
+    python benchmarks/chargpt.py --seeds 0 1 2 3 4 --threads 1 --nanogpt ../nanoGPT
     torchrun --nproc_per_node=2 benchmarks/chargpt.py --iters 200   # data-parallel
 
 With ``--nanogpt PATH`` (a checkout of https://github.com/karpathy/nanoGPT), the same run
 writes the data in nanoGPT's format to a temporary folder and runs its `train.py` there with
 the same settings and thread count *at the same time* as ours (so that both see the same
 machine: give each process one core with ``--threads 1``), reads its per-iteration times, and
-scores its final checkpoint with the same `mean_loss`. Under `torchrun`, each of the N
+scores its final checkpoint with the same `mean_loss`. One run of a small model says little
+about a target a hundredth of a nat wide, so ``--seeds`` trains once per seed and ends with
+the mean and standard deviation over the seeds; seed ``s`` is our ``set_seed(s)`` and, for
+nanoGPT, its fixed ``torch.manual_seed(1337)`` changed to ``1337 + s`` in the copy it runs
+(seed 0 is nanoGPT as published). Under `torchrun`, each of the N
 processes trains on its share of every global batch of 12 and gradients are averaged
 (DistributedDataParallel).
 
-The last line printed is ``val_loss=<float> seconds=<float>`` for our model.
+The last line printed is ``val_loss=<float> seconds=<float>`` for our model (means over the
+seeds).
 """
 
 from __future__ import annotations
@@ -128,11 +134,25 @@ class _FullLogits(torch.nn.Module):
         return self.model(idx, idx)
 
 
-def start_nanogpt(checkout: Path, work: Path, iters: int, threads: int) -> subprocess.Popen:
-    """Start nanoGPT's own train.py in `work` on the same data and settings as ours."""
+NANOGPT_SEED = "torch.manual_seed(1337 + seed_offset)"  # the line of train.py that seeds it
+
+
+def start_nanogpt(
+    checkout: Path, work: Path, iters: int, threads: int, *, seed: int = 0
+) -> subprocess.Popen:
+    """Start nanoGPT's own train.py in `work` on the same data and settings as ours, its
+    seed 1337 moved to ``1337 + seed``."""
     chars, train_ids, val_ids = char_data()
-    for name in ("train.py", "model.py", "configurator.py"):
+    for name in ("model.py", "configurator.py"):
         shutil.copy(checkout / name, work / name)
+    train_py = (checkout / "train.py").read_text()
+    if train_py.count(NANOGPT_SEED) != 1:
+        raise RuntimeError(
+            f"expected the line {NANOGPT_SEED!r} once in {checkout / 'train.py'}, to change its "
+            "seed; this nanoGPT differs from the one the benchmark was written for"
+        )
+    seeded = NANOGPT_SEED.replace("1337", f"{1337 + seed}")
+    (work / "train.py").write_text(train_py.replace(NANOGPT_SEED, seeded))
     folder = work / "data" / "shakespeare_char"
     folder.mkdir(parents=True)
     train_ids.numpy().astype(np.uint16).tofile(folder / "train.bin")
@@ -190,40 +210,69 @@ def finish_nanogpt(process: subprocess.Popen, work: Path, iters: int, start: flo
     }
 
 
+def _run_seed(args: argparse.Namespace, seed: int, threads: int, rank: int) -> list[dict]:
+    """Our model, and nanoGPT's at the same time when asked (so both see the same machine)."""
+    if args.nanogpt is None or rank != 0:
+        return [train_ours(args.iters, seed)]
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        process = start_nanogpt(args.nanogpt, Path(tmp), args.iters, threads, seed=seed)
+        rows = [train_ours(args.iters, seed)]
+        rows.append(finish_nanogpt(process, Path(tmp), args.iters, start))
+    return rows
+
+
+def _mean_sd(values: list[float], *, digits: int) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.{digits}f} +- {sd:.{digits}f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iters", type=int, default=2000, help="training iterations")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", "--seed", type=int, nargs="+", default=[0], help="one training run per seed"
+    )
     parser.add_argument("--nanogpt", type=Path, default=None, help="a nanoGPT checkout to compare")
     args = parser.parse_args()
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        parser.error(f"--seeds must be distinct non-negative integers, got {args.seeds}")
     rank, world = distributed.init()
     threads = args.threads or max(1, torch.get_num_threads() // world)
     torch.set_num_threads(threads)
-    if args.nanogpt is None or rank != 0:
-        rows = [train_ours(args.iters, args.seed)]
-    else:  # both at once, so that both see the same machine
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            process = start_nanogpt(args.nanogpt, Path(tmp), args.iters, threads)
-            rows = [train_ours(args.iters, args.seed)]
-            rows.append(finish_nanogpt(process, Path(tmp), args.iters, start))
+    runs = {seed: _run_seed(args, seed, threads, rank) for seed in args.seeds}
     if rank == 0:
         print(
             f"Tiny Shakespeare, characters, {args.iters} iterations of {RECIPE['batch_size']} x "
             f"{RECIPE['block_size']}, {world} process(es) x {threads} thread(s)"
         )
-        print(f"{'model':<20}{'params':>10}{'ms/iter':>10}{'seconds':>10}"
+        print(f"{'model':<20}{'seed':>6}{'params':>10}{'ms/iter':>10}{'seconds':>10}"
               f"{'train loss':>12}{'val loss':>10}")  # fmt: skip
-        for row in rows:
-            print(
-                f"{row['what']:<20}{row['params']:>10,}{row['ms/iter']:>10.1f}"
-                f"{row['seconds']:>10.1f}{row['train loss']:>12.4f}{row['val loss']:>10.4f}"
-            )
-        if len(rows) == 2:
-            ratio = rows[1]["ms/iter"] / rows[0]["ms/iter"]
-            print(f"speed ratio (nanoGPT ms/iter / ours): {ratio:.2f}")
-        print(f"val_loss={rows[0]['val loss']:.4f} seconds={rows[0]['seconds']:.1f}")
+        for seed, rows in runs.items():
+            for row in rows:
+                print(
+                    f"{row['what']:<20}{seed:>6}{row['params']:>10,}{row['ms/iter']:>10.1f}"
+                    f"{row['seconds']:>10.1f}{row['train loss']:>12.4f}{row['val loss']:>10.4f}"
+                )
+        columns = list(zip(*runs.values(), strict=True))  # one tuple of runs per model
+        if len(runs) > 1:
+            print(f"over {len(runs)} seeds, mean +- sd:")
+            for model_runs in columns:
+                val = _mean_sd([r["val loss"] for r in model_runs], digits=4)
+                speed = _mean_sd([r["ms/iter"] for r in model_runs], digits=1)
+                print(f"  {model_runs[0]['what']:<20} val loss {val}   ms/iter {speed}")
+        if len(columns) == 2:
+            ratios = [
+                theirs["ms/iter"] / ours["ms/iter"] for ours, theirs in zip(*columns, strict=True)
+            ]
+            print(f"speed ratio (nanoGPT ms/iter / ours): {statistics.median(ratios):.2f}"
+                  + (" (median over the seeds)" if len(ratios) > 1 else ""))  # fmt: skip
+        ours = columns[0]
+        print(
+            f"val_loss={statistics.fmean(r['val loss'] for r in ours):.4f} "
+            f"seconds={statistics.fmean(r['seconds'] for r in ours):.1f}"
+        )
     distributed.finish()
 
 
