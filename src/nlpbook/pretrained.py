@@ -186,10 +186,11 @@ def _converted(name: str) -> tuple[Path, str]:
         start = time.perf_counter()
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
         try:
-            if book.e5_file:
-                _convert_e5(folder, book.e5_file, tmp)
-            else:
-                _convert_gguf(folder, book.gguf_file, tmp)
+            with quiet_loading():  # a first load in a notebook must not show a widget either
+                if book.e5_file:
+                    _convert_e5(folder, book.e5_file, tmp)
+                else:
+                    _convert_gguf(folder, book.gguf_file, tmp)
             files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
             source_file = book.e5_file or book.gguf_file
             manifest = {
